@@ -1,0 +1,38 @@
+"""Queries on PBXes and API keys."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.tenants.models import ApiKey, Pbx
+
+
+async def pbx_by_key_hash(session: AsyncSession, key_hash: str) -> Pbx | None:
+    stmt = select(Pbx).join(ApiKey, ApiKey.pbx_id == Pbx.id).where(ApiKey.key_hash == key_hash)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def get(session: AsyncSession, pbx_id: str) -> Pbx | None:
+    return await session.get(Pbx, pbx_id)
+
+
+async def by_name(session: AsyncSession, name: str) -> Pbx | None:
+    return (await session.execute(select(Pbx).where(Pbx.name == name))).scalar_one_or_none()
+
+
+async def count(session: AsyncSession) -> int:
+    return int((await session.execute(select(func.count()).select_from(Pbx))).scalar_one())
+
+
+async def add_key(session: AsyncSession, pbx_id: str, key_hash: str, prefix: str) -> None:
+    session.add(ApiKey(pbx_id=pbx_id, key_hash=key_hash, prefix=prefix))
+
+
+async def drop_keys(session: AsyncSession, pbx_id: str) -> None:
+    await session.execute(delete(ApiKey).where(ApiKey.pbx_id == pbx_id))
+
+
+async def delete_pbx(session: AsyncSession, pbx: Pbx) -> None:
+    # Foreign keys cascade: every object the PBX owns goes with it.
+    await session.execute(delete(Pbx).where(Pbx.id == pbx.id))

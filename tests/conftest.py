@@ -1,0 +1,135 @@
+"""Shared fixtures: the same tests run against SQLite and PostgreSQL, real databases both."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from app import migrate
+from app.config import Settings
+from app.main import create_app
+from app.models import Base
+
+ADMIN_KEY = "test-operator-key-0123456789"
+SECRET_KEY = "test-secret-key-for-encryption-at-rest"
+PG_ADMIN_URL = os.environ.get(
+    "TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def _plain(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throw-away PostgreSQL database for this test run, dropped at the end."""
+    name = f"pbx_entra_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(_plain(PG_ADMIN_URL))
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A migrated database of each kind (migrations run for real, once per kind)."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    migrate.upgrade(url)
+    return url
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "secret_key": SECRET_KEY,
+        "admin_api_key": ADMIN_KEY,
+        "public_base_url": "http://127.0.0.1:8000",
+        **overrides,
+    }
+    return Settings(**values)
+
+
+async def _truncate(engine: Any) -> None:
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for name in tables:
+                await conn.execute(text(f"DELETE FROM {name}"))
+
+
+class Api:
+    """A test client bound to one app, with helpers that go through the public API."""
+
+    def __init__(self, client: httpx.AsyncClient, app: Any) -> None:
+        self.client = client
+        self.app = app
+        self.operator = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+    async def new_pbx(
+        self, name: str | None = None, **fields: Any
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        body = {"name": name or f"pbx-{uuid.uuid4().hex[:8]}", **fields}
+        resp = await self.client.post("/api/v1/pbxes", json=body, headers=self.operator)
+        assert resp.status_code == 201, resp.text
+        pbx = resp.json()
+        return pbx, {"Authorization": f"Bearer {pbx['api_key']}"}
+
+
+@pytest.fixture
+async def app_factory(database_url: str) -> AsyncIterator[Any]:
+    """Start apps on the test database (lifespan included); all are shut down after the test."""
+    stack: list[Any] = []
+
+    async def start(**overrides: Any) -> Api:
+        app = create_app(make_settings(database_url, **overrides))
+        ctx = app.router.lifespan_context(app)
+        await ctx.__aenter__()
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+        stack.append((ctx, client))
+        return Api(client, app)
+
+    yield start
+    for ctx, client in reversed(stack):
+        await client.aclose()
+        await ctx.__aexit__(None, None, None)
+
+
+@pytest.fixture
+async def api(app_factory: Any, database_url: str) -> Api:
+    from app.db import create_engine
+
+    engine = create_engine(database_url)
+    await _truncate(engine)
+    await engine.dispose()
+    result: Api = await app_factory()
+    return result
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent

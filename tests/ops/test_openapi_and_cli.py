@@ -1,0 +1,76 @@
+"""The committed OpenAPI document, and the CLI's start-up errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from app.cli import cli
+from app.config import Settings
+from app.main import create_app
+
+
+def test_committed_openapi_matches_the_app(repo_root: Path) -> None:
+    committed = json.loads((repo_root / "openapi" / "openapi.json").read_text())
+    assert committed == create_app(Settings(demo=True)).openapi(), (
+        "openapi/openapi.json is stale: run `pbx-entra openapi > openapi/openapi.json`"
+    )
+
+
+def test_openapi_command_prints_the_document() -> None:
+    result = CliRunner().invoke(cli, ["openapi"])
+    assert result.exit_code == 0
+    doc = json.loads(result.stdout)
+    assert "/api/v1/extensions" in doc["paths"] and doc["info"]["title"] == "pbx-entra"
+
+
+def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "SECRET_KEY", "DEMO"}}
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_missing_secret_key_is_one_clear_line() -> None:
+    result = _run({}, "migrate")
+    assert result.returncode == 2
+    assert "SECRET_KEY is required" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_malformed_database_url_is_one_clear_line() -> None:
+    result = _run({"SECRET_KEY": "k", "DATABASE_URL": "mysql://x"}, "migrate")
+    assert result.returncode == 2
+    assert "DATABASE_URL" in result.stderr and "not supported" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unreachable_database_is_one_clear_line() -> None:
+    result = _run(
+        {"SECRET_KEY": "k", "DATABASE_URL": "postgresql+asyncpg://u:pw@127.0.0.1:1/db"}, "serve"
+    )
+    assert result.returncode == 2
+    assert "database unreachable" in result.stderr and "Traceback" not in result.stderr
+    assert ":pw@" not in result.stderr
+
+
+def test_migrate_command_brings_a_new_database_to_head(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/new.db"
+    result = _run({"SECRET_KEY": "k", "DATABASE_URL": url}, "migrate")
+    assert result.returncode == 0, result.stderr
+    assert "database at migration 0001" in result.stderr
+    import sqlite3
+
+    tables = {
+        r[0] for r in sqlite3.connect(tmp_path / "new.db").execute("select name from sqlite_master")
+    }
+    assert {"pbxes", "extensions", "sync_runs", "integrations", "graph_subscriptions"} <= tables
