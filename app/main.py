@@ -14,7 +14,10 @@ from app import errors, logs, metrics, migrate
 from app.config import Settings, get_settings
 from app.db import create_engine, session_scope, sessionmaker
 from app.directory.endpoints import router as directory_router
+from app.integration.endpoints import callback_router, install_integration_errors
+from app.integration.endpoints import router as integration_router
 from app.middleware import RequestContext
+from app.runtime import Runtime
 from app.tenants import service as tenants_service
 from app.tenants.endpoints import operator_router
 from app.tenants.endpoints import router as tenants_router
@@ -36,8 +39,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = cfg
         app.state.engine = engine
         app.state.sessionmaker = sessionmaker(engine)
+        app.state.runtime = Runtime.create(cfg, app.state.sessionmaker)
         if cfg.pbx_api_key is not None:
-            async for session in session_scope(app.state.sessionmaker):
+            async with session_scope(app.state.sessionmaker) as session:
                 created = await tenants_service.bootstrap_default(
                     session, cfg.pbx_api_key.get_secret_value()
                 )
@@ -47,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await app.state.runtime.close()
             await engine.dispose()
 
     app = FastAPI(
@@ -56,10 +61,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
+    install_integration_errors(app)
     app.add_middleware(RequestContext)
     app.include_router(operator_router)
     app.include_router(tenants_router)
     app.include_router(directory_router)
+    app.include_router(integration_router)
+    app.include_router(callback_router)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

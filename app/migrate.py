@@ -12,13 +12,14 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 
-
 def _root() -> Path:
     # A source checkout holds alembic.ini beside app/; an installed image keeps it in the workdir.
     for candidate in (Path(__file__).resolve().parent.parent, Path.cwd()):
         if (candidate / "alembic.ini").exists():
             return candidate
-    raise FileNotFoundError("alembic.ini not found beside the app package or in the working directory")
+    raise FileNotFoundError(
+        "alembic.ini not found beside the app package or in the working directory"
+    )
 
 
 ROOT = _root()

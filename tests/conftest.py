@@ -133,3 +133,27 @@ async def api(app_factory: Any, database_url: str) -> Api:
 @pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The emulated Microsoft cloud (identity platform + Graph) over HTTPS, for the whole run."""
+    from emulator.testing import run_emulator
+    from tests.cloud import Cloud
+
+    with run_emulator(tmp_path_factory.mktemp("cloud")) as running:
+        c = Cloud(running)
+        yield c
+        c.control.close()
+
+
+@pytest.fixture
+async def cloud_api(app_factory: Any, database_url: str, cloud: Any) -> Api:
+    """The service, on a clean database, wired to the emulated cloud."""
+    from app.db import create_engine
+
+    engine = create_engine(database_url)
+    await _truncate(engine)
+    await engine.dispose()
+    result: Api = await app_factory(**cloud.settings())
+    return result

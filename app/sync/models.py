@@ -21,8 +21,8 @@ class SyncRun(IdMixin, Base):
             "uq_sync_runs_one_queued",
             "pbx_id",
             unique=True,
-            postgresql_where=text("status = 'queued' AND dry_run = false"),
-            sqlite_where=text("status = 'queued' AND dry_run = 0"),
+            postgresql_where=text("status = 'queued' AND dry_run = false AND trigger <> 'cleanup'"),
+            sqlite_where=text("status = 'queued' AND dry_run = 0 AND trigger <> 'cleanup'"),
         ),
         Index(
             "uq_sync_runs_one_running",

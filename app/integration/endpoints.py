@@ -1,0 +1,196 @@
+"""The integration API (Integrations > Collaboration > Microsoft 365) and the consent callback."""
+
+from __future__ import annotations
+
+import html
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, status
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+
+from app.auth import CurrentPbx, Session
+from app.integration import pickers, service, tokens
+from app.integration import repository as repo
+from app.integration.schemas import (
+    AuthorizationUrl,
+    CleanupChoice,
+    ClientSecretIn,
+    DirectoryGroupsPage,
+    DisableResult,
+    IntegrationOut,
+    IntegrationPut,
+    SharedMailboxPage,
+)
+from app.errors import Conflict, problem
+from app.graph.auth import TokenError
+from app.graph.errors import GraphError
+from app.runtime import Runtime
+
+router = APIRouter(prefix="/api/v1/integration", tags=["integration"])
+
+
+def install_integration_errors(app: FastAPI) -> None:
+    """Token and Graph failures met while serving a request become problem documents."""
+
+    @app.exception_handler(TokenError)
+    async def _token(_: Request, exc: TokenError) -> JSONResponse:
+        return problem(
+            409,
+            "integration_error",
+            "Microsoft Entra ID refused the integration's credentials",
+            f"{exc.code}: {exc.message}",
+            aadsts=exc.code,
+        )
+
+    @app.exception_handler(GraphError)
+    async def _graph(_: Request, exc: GraphError) -> JSONResponse:
+        return problem(
+            502, "graph_error", "Microsoft Graph error", f"{exc.status} {exc.code}: {exc.message}"
+        )
+
+
+callback_router = APIRouter(tags=["integration"])
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+@router.get("", response_model=IntegrationOut)
+async def get_integration(pbx: CurrentPbx, session: Session, runtime: RuntimeDep) -> IntegrationOut:
+    return await service.view(session, runtime, pbx)
+
+
+@router.put("", response_model=AuthorizationUrl)
+async def put_integration(
+    pbx: CurrentPbx, session: Session, runtime: RuntimeDep, body: IntegrationPut
+) -> AuthorizationUrl:
+    """Save the app registration, prove the secret, and get the admin consent URL."""
+    return await service.configure(session, runtime, pbx, body)
+
+
+@router.post("/reauthorize", response_model=AuthorizationUrl)
+async def reauthorize(pbx: CurrentPbx, session: Session, runtime: RuntimeDep) -> AuthorizationUrl:
+    return await service.reauthorize(session, runtime, pbx)
+
+
+@router.post("/client-secret", response_model=IntegrationOut)
+async def client_secret(
+    pbx: CurrentPbx, session: Session, runtime: RuntimeDep, body: ClientSecretIn
+) -> IntegrationOut:
+    return await service.update_secret(session, runtime, pbx, body.client_secret)
+
+
+@router.post(
+    "/disable",
+    response_model=DisableResult,
+    responses={
+        202: {"model": DisableResult, "description": "Disabled; deletions run in a cleanup run"}
+    },
+)
+async def disable(
+    pbx: CurrentPbx,
+    session: Session,
+    runtime: RuntimeDep,
+    response: Response,
+    body: CleanupChoice | None = None,
+) -> DisableResult:
+    result = await service.disable(session, runtime, pbx, body or CleanupChoice())
+    response.status_code = status.HTTP_202_ACCEPTED if result.cleanup_run_id else status.HTTP_200_OK
+    return result
+
+
+@router.post(
+    "/enable",
+    response_model=DisableResult,
+    responses={202: {"model": DisableResult, "description": "Enabled; a resync run is queued"}},
+)
+async def enable(
+    pbx: CurrentPbx, session: Session, runtime: RuntimeDep, response: Response
+) -> DisableResult:
+    result = await service.enable(session, runtime, pbx)
+    response.status_code = status.HTTP_202_ACCEPTED if result.cleanup_run_id else status.HTTP_200_OK
+    return result
+
+
+@router.post(
+    "/disconnect",
+    response_model=DisableResult,
+    responses={
+        202: {"model": DisableResult, "description": "Disconnected; deletions run in a cleanup run"}
+    },
+)
+async def disconnect(
+    pbx: CurrentPbx,
+    session: Session,
+    runtime: RuntimeDep,
+    response: Response,
+    body: CleanupChoice | None = None,
+) -> DisableResult:
+    result = await service.disconnect(session, runtime, pbx, body or CleanupChoice())
+    response.status_code = status.HTTP_202_ACCEPTED if result.cleanup_run_id else status.HTTP_200_OK
+    return result
+
+
+async def _connected_graph(session: Session, runtime: Runtime, pbx_id: str):  # type: ignore[no-untyped-def]
+    integ = await repo.get(session, pbx_id)
+    if integ is None or integ.status != "connected":
+        raise Conflict("The integration is not connected.", code="integration_not_connected")
+    return tokens.graph_for(runtime, pbx_id)
+
+
+@router.get("/directory/groups", response_model=DirectoryGroupsPage)
+async def directory_groups(
+    pbx: CurrentPbx,
+    session: Session,
+    runtime: RuntimeDep,
+    search: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=999)] = 200,
+    cursor: str | None = None,
+) -> DirectoryGroupsPage:
+    graph = await _connected_graph(session, runtime, pbx.id)
+    return await pickers.groups(graph, search, limit, cursor)
+
+
+@router.get("/directory/shared-mailboxes", response_model=SharedMailboxPage)
+async def shared_mailboxes(
+    pbx: CurrentPbx,
+    session: Session,
+    runtime: RuntimeDep,
+    search: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=999)] = 200,
+    cursor: str | None = None,
+) -> SharedMailboxPage:
+    graph = await _connected_graph(session, runtime, pbx.id)
+    return await pickers.shared_mailboxes(graph, pbx.id, search, limit, cursor)
+
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;color:#222}}
+h1{{font-size:1.4rem}} .ok{{color:#137333}} .fail{{color:#b3261e}}</style></head>
+<body><h1 class="{cls}">{title}</h1><p id="message">{message}</p></body></html>"""
+
+
+@callback_router.api_route(
+    "/integration/callback", methods=["GET", "POST"], response_class=HTMLResponse
+)
+async def consent_callback(request: Request, session: Session, runtime: RuntimeDep) -> Response:
+    """The Redirect URI: Microsoft posts the admin's browser here after sign-in and consent."""
+    params = {k: v for k, v in request.query_params.items()}
+    if request.method == "POST":
+        form = await request.form()
+        params.update({k: v for k, v in form.items() if isinstance(v, str)})
+    outcome = await service.callback(session, runtime, params)
+    if outcome.redirect:
+        return RedirectResponse(outcome.redirect, status_code=302)
+    page = PAGE.format(
+        title=html.escape(outcome.title),
+        message=html.escape(outcome.message),
+        cls="ok" if outcome.ok else "fail",
+    )
+    return HTMLResponse(page, status_code=outcome.status_code)

@@ -1,0 +1,42 @@
+"""Long-lived collaborators of one process: crypto box, MSAL clients, the Graph HTTP pool, locks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.config import Settings
+from app.crypto import Box
+from app.graph.auth import Msal
+from app.graph.client import GraphClient
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    sessionmaker: async_sessionmaker[AsyncSession]
+    box: Box
+    msal: Msal
+    graph_http: httpx.AsyncClient
+    # Access tokens kept in memory per PBX (token, monotonic time fetched), to spare MSAL calls.
+    tokens: dict[str, tuple[str, float]] = field(default_factory=dict)
+    token_locks: defaultdict[str, asyncio.Lock] = field(
+        default_factory=lambda: defaultdict(asyncio.Lock)
+    )
+
+    @classmethod
+    def create(cls, settings: Settings, maker: async_sessionmaker[AsyncSession]) -> Runtime:
+        return cls(
+            settings=settings,
+            sessionmaker=maker,
+            box=Box(settings.effective_secret_key),
+            msal=Msal(settings.login_base_url, settings.ca_bundle),
+            graph_http=GraphClient.http_client(settings.ca_bundle),
+        )
+
+    async def close(self) -> None:
+        await self.graph_http.aclose()
