@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     mail_from: str | None = None
     change_batch_size: int = Field(default=10, ge=1)
     change_delay_seconds: float = Field(default=600, ge=0)
+    # The in-process sync worker (off: runs wait for another replica's worker).
+    worker_enabled: bool = True
+    worker_poll_seconds: float = Field(default=2.0, gt=0)
+    worker_lease_seconds: float = Field(default=60.0, gt=0)
     # Demo mode (make run): a fixed development SECRET_KEY is allowed.
     demo: bool = False
     log_level: str = "INFO"

@@ -18,6 +18,8 @@ from app.integration.endpoints import callback_router, install_integration_error
 from app.integration.endpoints import router as integration_router
 from app.middleware import RequestContext
 from app.runtime import Runtime
+from app.sync.endpoints import router as sync_router
+from app.sync.worker import Worker
 from app.tenants import service as tenants_service
 from app.tenants.endpoints import operator_router
 from app.tenants.endpoints import router as tenants_router
@@ -40,6 +42,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessionmaker = sessionmaker(engine)
         app.state.runtime = Runtime.create(cfg, app.state.sessionmaker)
+        app.state.worker = Worker(
+            app.state.runtime,
+            lease_seconds=cfg.worker_lease_seconds,
+            poll_seconds=cfg.worker_poll_seconds,
+        )
         if cfg.pbx_api_key is not None:
             async with session_scope(app.state.sessionmaker) as session:
                 created = await tenants_service.bootstrap_default(
@@ -47,10 +54,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 )
                 if created is not None:
                     log.info("created the default PBX from PBX_API_KEY")
+        if cfg.worker_enabled:
+            app.state.worker.start()
         log.info("pbx-entra started")
         try:
             yield
         finally:
+            await app.state.worker.stop()
             await app.state.runtime.close()
             await engine.dispose()
 
@@ -68,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(directory_router)
     app.include_router(integration_router)
     app.include_router(callback_router)
+    app.include_router(sync_router)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
@@ -43,6 +44,8 @@ def decode_cursor(cursor: str) -> tuple[Any, str]:
         key, row_id = json.loads(base64.urlsafe_b64decode(padded))
         if not isinstance(row_id, str):
             raise ValueError
+        if isinstance(key, dict) and set(key) == {"dt"}:
+            key = datetime.fromisoformat(key["dt"])
         return key, row_id
     except (ValueError, TypeError, json.JSONDecodeError):
         raise ProblemError(
@@ -55,11 +58,18 @@ def paginate(
     key_col: InstrumentedAttribute[Any],
     id_col: InstrumentedAttribute[Any],
     params: PageParams,
+    *,
+    descending: bool = False,
 ) -> Select[Any]:
     """Add keyset ordering, the cursor's position and limit+1 (to know if a next page exists)."""
     if params.cursor:
         key, row_id = decode_cursor(params.cursor)
-        stmt = stmt.where(or_(key_col > key, and_(key_col == key, id_col > row_id)))
+        if descending:
+            stmt = stmt.where(or_(key_col < key, and_(key_col == key, id_col < row_id)))
+        else:
+            stmt = stmt.where(or_(key_col > key, and_(key_col == key, id_col > row_id)))
+    if descending:
+        return stmt.order_by(key_col.desc(), id_col.desc()).limit(params.limit + 1)
     return stmt.order_by(key_col, id_col).limit(params.limit + 1)
 
 
@@ -68,4 +78,7 @@ def next_cursor(rows: list[Any], params: PageParams, key: str) -> tuple[list[Any
         return rows, None
     rows = rows[: params.limit]
     last = rows[-1]
-    return rows, encode_cursor(getattr(last, key), last.id)
+    value = getattr(last, key)
+    if isinstance(value, datetime):
+        value = {"dt": value.isoformat()}
+    return rows, encode_cursor(value, last.id)

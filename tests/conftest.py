@@ -157,3 +157,15 @@ async def cloud_api(app_factory: Any, database_url: str, cloud: Any) -> Api:
     await engine.dispose()
     result: Api = await app_factory(**cloud.settings())
     return result
+
+
+@pytest.fixture
+async def sync_api(app_factory: Any, database_url: str, cloud: Any) -> Api:
+    """The service wired to the emulated cloud, with its worker driven by the test."""
+    from app.db import create_engine
+
+    engine = create_engine(database_url)
+    await _truncate(engine)
+    await engine.dispose()
+    result: Api = await app_factory(worker_enabled=False, **cloud.settings())
+    return result

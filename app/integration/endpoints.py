@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import html
-from typing import Annotated
+from typing import Annotated, Any
 
+from pydantic import BaseModel, ConfigDict
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from app.auth import CurrentPbx, Session
-from app.integration import pickers, service, tokens
+from app.integration import pickers, rules, service, tokens
 from app.integration import repository as repo
 from app.integration.schemas import (
+    SECTION_MODELS,
     AuthorizationUrl,
     CleanupChoice,
     ClientSecretIn,
@@ -194,3 +196,103 @@ async def consent_callback(request: Request, session: Session, runtime: RuntimeD
         cls="ok" if outcome.ok else "fail",
     )
     return HTMLResponse(page, status_code=outcome.status_code)
+
+
+class PauseUsers(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    delete_extensions: bool = False
+
+
+class PauseGroups(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    delete_extension_groups: bool = False
+
+
+class PauseContacts(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    delete_contacts: bool = False
+
+
+def _section_routes(section: str, path: str) -> None:
+    model = SECTION_MODELS[section]
+
+    async def get_rules(pbx: CurrentPbx, session: Session, runtime: RuntimeDep) -> dict[str, Any]:
+        return await rules.get_section(session, runtime, pbx, section)
+
+    async def put_rules(
+        request: Request,
+        pbx: CurrentPbx,
+        session: Session,
+        runtime: RuntimeDep,
+        body: model,  # type: ignore[valid-type]
+    ) -> dict[str, Any]:
+        result, run_id = await rules.put_section(session, runtime, pbx, section, body)
+        if run_id:
+            await session.commit()
+            worker = getattr(request.app.state, "worker", None)
+            if worker is not None:
+                worker.wake()
+            result["initial_run_id"] = run_id
+        return result
+
+    # The body model is chosen per section: give FastAPI the class, not a name to resolve.
+    put_rules.__annotations__["body"] = model
+    get_rules.__name__ = f"get_{section}"
+    put_rules.__name__ = f"put_{section}"
+    router.add_api_route(
+        path, get_rules, methods=["GET"], summary=f"Read the {section.replace('_', ' ')} rules"
+    )
+    router.add_api_route(
+        path, put_rules, methods=["PUT"], summary=f"Save the {section.replace('_', ' ')} rules"
+    )
+
+
+for _section, _path in (
+    ("user_sync", "/user-sync"),
+    ("group_sync", "/group-sync"),
+    ("contacts_sync", "/contacts-sync"),
+    ("presence_sync", "/presence-sync"),
+    ("sso", "/sso"),
+    ("deletion_guard", "/deletion-guard"),
+):
+    _section_routes(_section, _path)
+
+
+@router.post("/user-sync/pause")
+async def pause_users(
+    pbx: CurrentPbx, session: Session, body: PauseUsers | None = None
+) -> dict[str, Any]:
+    return await rules.pause(session, pbx, "user_sync", (body or PauseUsers()).delete_extensions)
+
+
+@router.post("/user-sync/resume")
+async def resume_users(pbx: CurrentPbx, session: Session) -> dict[str, Any]:
+    return await rules.resume(session, pbx, "user_sync")
+
+
+@router.post("/group-sync/pause")
+async def pause_groups(
+    pbx: CurrentPbx, session: Session, body: PauseGroups | None = None
+) -> dict[str, Any]:
+    return await rules.pause(
+        session, pbx, "group_sync", (body or PauseGroups()).delete_extension_groups
+    )
+
+
+@router.post("/group-sync/resume")
+async def resume_groups(pbx: CurrentPbx, session: Session) -> dict[str, Any]:
+    return await rules.resume(session, pbx, "group_sync")
+
+
+@router.post("/contacts-sync/pause")
+async def pause_contacts(
+    pbx: CurrentPbx, session: Session, body: PauseContacts | None = None
+) -> dict[str, Any]:
+    return await rules.pause(
+        session, pbx, "contacts_sync", (body or PauseContacts()).delete_contacts
+    )
+
+
+@router.post("/contacts-sync/resume")
+async def resume_contacts(pbx: CurrentPbx, session: Session) -> dict[str, Any]:
+    return await rules.resume(session, pbx, "contacts_sync")

@@ -1,0 +1,119 @@
+"""Sync runs: Update Now, the run history, progress events, cancel, approve and reject."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response, status
+from sse_starlette.sse import EventSourceResponse
+
+from app.auth import CurrentPbx, Session
+from app.db import session_scope
+from app.integration.endpoints import RuntimeDep
+from app.pagination import Page, PageParams, page_params
+from app.sync import service
+from app.sync.schemas import ChangeOut, RunOut, SyncRequest
+
+router = APIRouter(prefix="/api/v1", tags=["sync"])
+Paging = Annotated[PageParams, Depends(page_params)]
+FINAL = {"succeeded", "partial", "failed", "held", "cancelled", "interrupted"}
+
+
+def _wake(request: Request) -> None:
+    worker = getattr(request.app.state, "worker", None)
+    if worker is not None:
+        worker.wake()
+
+
+@router.post(
+    "/integration/sync",
+    response_model=RunOut,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={
+        200: {
+            "model": RunOut,
+            "description": "The run already queued, which now covers these scopes",
+        }
+    },
+)
+async def update_now(
+    request: Request,
+    pbx: CurrentPbx,
+    session: Session,
+    response: Response,
+    body: SyncRequest | None = None,
+) -> RunOut:
+    """Update Now: queue a manual run, or join the one already waiting."""
+    run, created = await service.request_sync(session, pbx, body or SyncRequest())
+    response.status_code = status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK
+    out = service.run_out(run)
+    await session.commit()
+    _wake(request)
+    return out
+
+
+@router.get("/sync-runs", response_model=Page[RunOut])
+async def list_runs(pbx: CurrentPbx, session: Session, params: Paging) -> Page[RunOut]:
+    items, cursor = await service.list_runs(session, pbx, params)
+    return Page[RunOut](items=items, next_cursor=cursor)
+
+
+@router.get("/sync-runs/{run_id}", response_model=RunOut)
+async def get_run(pbx: CurrentPbx, session: Session, run_id: str) -> RunOut:
+    return service.run_out(await service.get_run(session, pbx, run_id))
+
+
+@router.get("/sync-runs/{run_id}/changes", response_model=Page[ChangeOut])
+async def run_changes(
+    pbx: CurrentPbx, session: Session, run_id: str, params: Paging
+) -> Page[ChangeOut]:
+    rows, cursor = await service.list_changes(session, pbx, run_id, params)
+    return Page[ChangeOut](items=[ChangeOut.model_validate(r) for r in rows], next_cursor=cursor)
+
+
+@router.post("/sync-runs/{run_id}/cancel", response_model=RunOut)
+async def cancel_run(pbx: CurrentPbx, session: Session, run_id: str) -> RunOut:
+    return await service.cancel(session, pbx, run_id)
+
+
+@router.post("/sync-runs/{run_id}/approve", response_model=RunOut)
+async def approve_run(
+    pbx: CurrentPbx, session: Session, runtime: RuntimeDep, run_id: str
+) -> RunOut:
+    """Apply the held deletions after re-planning them (409 plan_stale when they grew)."""
+    return await service.approve(session, runtime, pbx, run_id)
+
+
+@router.post("/sync-runs/{run_id}/reject", response_model=RunOut)
+async def reject_run(pbx: CurrentPbx, session: Session, run_id: str) -> RunOut:
+    return await service.reject(session, pbx, run_id)
+
+
+@router.get("/sync-runs/{run_id}/events", response_class=EventSourceResponse)
+async def run_events(
+    request: Request, pbx: CurrentPbx, session: Session, run_id: str
+) -> EventSourceResponse:
+    """Server-Sent Events: `progress` while the run goes on, then one `done` with the report."""
+    await service.get_run(session, pbx, run_id)
+    maker = request.app.state.sessionmaker
+
+    async def events() -> AsyncIterator[dict[str, str]]:
+        last = None
+        while True:
+            async with session_scope(maker) as s:
+                out = service.run_out(await service.get_run(s, pbx, run_id))
+            if out.status in FINAL:
+                yield {"event": "done", "data": out.model_dump_json()}
+                return
+            snapshot = json.dumps({"status": out.status, "progress": out.progress})
+            if snapshot != last:
+                last = snapshot
+                yield {"event": "progress", "data": snapshot}
+            if await request.is_disconnected():
+                return
+            await asyncio.sleep(0.5)
+
+    return EventSourceResponse(events())

@@ -1,0 +1,379 @@
+"""Executing one run: per scope fetch → plan → guard → apply (one transaction) → report."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app import metrics
+from app.db import session_scope, utcnow
+from app.directory.models import Contact, Extension, ExtensionGroup, Phonebook
+from app.graph.auth import TokenError
+from app.graph.client import GraphClient
+from app.graph.errors import GraphError
+from app.integration import repository as integ_repo
+from app.integration.models import SyncRule
+from app.integration.schemas import DeletionGuard, UserSyncRules
+from app.integration.tokens import graph_for
+from app.runtime import Runtime
+from app.sync import repository as repo
+from app.sync.apply_users import apply_users
+from app.sync.fetch_users import fetch_users
+from app.sync.guard import over_bounds
+from app.sync.models import SyncRun
+from app.sync.plan_users import UserPlan, UserRules, plan_users
+from app.sync.users_model import PbxExtension
+from app.tenants.models import Pbx
+
+log = logging.getLogger("pbx_entra.sync")
+MAX_REPORTED_FAILURES = 1000
+PROGRESS_EVERY = 1000
+
+
+class ScopeFailed(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        self.message = message
+        super().__init__(f"{code}: {message}")
+
+
+@dataclass
+class Report:
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+    held: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    plan: dict[str, Any] | None = None
+    failed_scopes: list[str] = field(default_factory=list)
+
+
+def user_rules(config: dict[str, Any]) -> UserRules:
+    cfg = UserSyncRules.model_validate(config)
+    return UserRules(
+        range_mode=cfg.range.mode,
+        user_types=frozenset(cfg.range.user_types),
+        group_ids=frozenset(cfg.range.group_ids),
+        auto_delete_out_of_range=cfg.auto_delete_out_of_range,
+        number_mode=cfg.number.mode,
+        number_start=cfg.number.start,
+        number_property=cfg.number.property,
+        delete_when=frozenset(cfg.delete_when),
+        associate_by_email=cfg.associate_by_email,
+        send_welcome_email=cfg.send_welcome_email,
+    )
+
+
+async def current_extensions(session: AsyncSession, pbx_id: str) -> list[PbxExtension]:
+    cols = (
+        Extension.id,
+        Extension.number,
+        Extension.first_name,
+        Extension.last_name,
+        Extension.email,
+        Extension.mobile,
+        Extension.job_title,
+        Extension.managed_by,
+        Extension.entra_id,
+        Extension.former_entra_id,
+    )
+    rows = await session.execute(select(*cols).where(Extension.pbx_id == pbx_id))
+    return [PbxExtension(*row) for row in rows]
+
+
+async def set_progress(
+    runtime: Runtime, run_id: str, phase: str, done: int, total: int | None
+) -> None:
+    async with session_scope(runtime.sessionmaker) as session:
+        await session.execute(
+            update(SyncRun)
+            .where(SyncRun.id == run_id)
+            .values(progress={"phase": phase, "done": done, "total": total})
+        )
+
+
+class RunExecutor:
+    def __init__(self, runtime: Runtime, run: SyncRun, graph: GraphClient | None = None) -> None:
+        self.runtime = runtime
+        self.run_id = run.id
+        self.pbx_id = run.pbx_id
+        self.trigger = run.trigger
+        self.dry_run = run.dry_run
+        self.scopes = list(run.scopes)
+        self.plan_payload = dict(run.plan or {})
+        self.graph = graph or graph_for(runtime, run.pbx_id)
+        self.report = Report()
+        self.timings: dict[str, float] = {}
+
+    async def execute(self) -> str:
+        started = time.perf_counter()
+        if self.trigger == "cleanup":
+            from app.sync.cleanup import run_cleanup
+
+            await run_cleanup(self)
+        else:
+            for scope in self.scopes:
+                try:
+                    if scope == "users":
+                        await self.sync_users()
+                    else:
+                        self.report.warnings.append(
+                            {
+                                "scope": scope,
+                                "source_id": None,
+                                "code": "scope_not_available",
+                                "message": f"{scope} sync is not available yet.",
+                            }
+                        )
+                except ScopeFailed as exc:
+                    self.report.failed_scopes.append(scope)
+                    self.report.error = {"scope": scope, "code": exc.code, "message": exc.message}
+        status = self._status()
+        await self._finish(status)
+        self.timings["total"] = time.perf_counter() - started
+        metrics.sync_runs.labels(self.trigger, status).inc()
+        return status
+
+    def _status(self) -> str:
+        if self.report.failed_scopes:
+            return "failed"
+        if self.report.held:
+            return "held"
+        if self.report.failures:
+            return "partial"
+        return "succeeded"
+
+    async def _finish(self, status: str) -> None:
+        async with session_scope(self.runtime.sessionmaker) as session:
+            run = await repo.get(session, self.run_id, for_update=True)
+            if run is None:
+                return
+            run.status = status
+            run.finished_at = utcnow()
+            run.counts = self.report.counts
+            run.failures = self.report.failures[:MAX_REPORTED_FAILURES]
+            run.warnings = self.report.warnings
+            run.held = self.report.held
+            run.error = self.report.error
+            run.graph_requests = self.graph.stats.requests
+            run.progress = {
+                "phase": "done",
+                "done": run.progress.get("done", 0),
+                "total": run.progress.get("total"),
+            }
+            if self.report.plan is not None:
+                run.plan = {**(run.plan or {}), **self.report.plan}
+            run.locked_by = None
+            run.locked_until = None
+
+    async def _progress_cb(self, phase: str):  # type: ignore[no-untyped-def]
+        last = [0]
+
+        async def cb(done: int) -> None:
+            if done - last[0] >= PROGRESS_EVERY:
+                last[0] = done
+                await set_progress(self.runtime, self.run_id, phase, done, None)
+
+        return cb
+
+    # Users --------------------------------------------------------------------------------
+
+    async def sync_users(self) -> None:
+        async with session_scope(self.runtime.sessionmaker) as session:
+            rules_rows = await integ_repo.rules(session, self.pbx_id)
+            rule = rules_rows.get("user_sync")
+            if rule is None or rule.state != "active":
+                self.report.warnings.append(
+                    {
+                        "scope": "users",
+                        "source_id": None,
+                        "code": "section_not_active",
+                        "message": "User sync is not active.",
+                    }
+                )
+                return
+            rules = user_rules(rule.config)
+            guard = DeletionGuard.model_validate(
+                rules_rows["deletion_guard"].config if "deletion_guard" in rules_rows else {}
+            ).model_dump()
+            delta_link = await repo.delta_link(session, self.pbx_id, "users")
+            failed = await repo.failures(session, self.pbx_id, "users")
+            managed_ids = set(
+                (
+                    await session.execute(
+                        select(Extension.entra_id).where(
+                            Extension.pbx_id == self.pbx_id, Extension.managed_by == "entra"
+                        )
+                    )
+                ).scalars()
+            )
+            full = (
+                rule.needs_full_sync or self.trigger in ("initial", "resync") or delta_link is None
+            )
+        await set_progress(self.runtime, self.run_id, "users", 0, None)
+        t0 = time.perf_counter()
+        try:
+            fetched = await fetch_users(
+                self.graph,
+                rules,
+                delta_link=delta_link,
+                full=full,
+                retry_ids=set(failed),
+                managed_ids={m for m in managed_ids if m},
+                progress=await self._progress_cb("users"),
+            )
+        except GraphError as exc:
+            raise ScopeFailed("graph_error", f"{exc.status} {exc.code}: {exc.message}") from None
+        except TokenError as exc:
+            raise ScopeFailed("token_error", f"{exc.code}: {exc.message}") from None
+        self.timings["fetch"] = time.perf_counter() - t0
+        self.report.warnings += [
+            {"scope": "users", "source_id": None, **w} for w in fetched.warnings
+        ]
+        await set_progress(
+            self.runtime,
+            self.run_id,
+            "applying",
+            len(fetched.input.users),
+            len(fetched.input.users),
+        )
+
+        async with session_scope(self.runtime.sessionmaker) as session:
+            pbx = await session.get(Pbx, self.pbx_id)
+            assert pbx is not None
+            t1 = time.perf_counter()
+            current = await current_extensions(session, self.pbx_id)
+            plan = plan_users(fetched.input, current, rules, pbx.max_extensions)
+            self.timings["plan"] = time.perf_counter() - t1
+            synced = sum(1 for e in current if e.managed_by == "entra")
+            hold = over_bounds(len(plan.deletes), synced, guard)
+            self._report_users(plan, hold)
+            if self.dry_run:
+                self.report.plan = {"users": _plan_summary(plan)}
+                return
+            t2 = time.perf_counter()
+            created = await apply_users(
+                session,
+                pbx_id=self.pbx_id,
+                run_id=self.run_id,
+                plan=plan,
+                apply_deletes=not hold,
+                send_welcome=rules.send_welcome_email,
+                mail_configured=self.runtime.settings.smtp_url is not None,
+            )
+            if hold:
+                await self._hold(session, plan)
+            if fetched.delta_link:
+                await repo.save_delta_link(session, self.pbx_id, "users", fetched.delta_link)
+            rule_row = await session.get(SyncRule, (self.pbx_id, "user_sync"))
+            if rule_row is not None:
+                rule_row.needs_full_sync = False
+            self.timings["apply"] = time.perf_counter() - t2
+        for action, n in (
+            ("create", len(created)),
+            ("update", len(plan.updates)),
+            ("delete", 0 if hold else len(plan.deletes)),
+        ):
+            if n:
+                metrics.sync_objects.labels("users", action).inc(n)
+        if created and rules.send_welcome_email:
+            from app.sync.mail import send_pending
+
+            await send_pending(self.runtime, self.pbx_id)
+
+    def _report_users(self, plan: UserPlan, hold: bool) -> None:
+        counts = plan.counts()
+        if hold:
+            counts["deleted"] = 0
+        self.report.counts["users"] = counts
+        self.report.failures += [
+            {
+                "scope": "users",
+                "source_id": f.entra_id,
+                "display_name": f.display_name,
+                "code": f.code,
+                "message": f.message,
+            }
+            for f in plan.failures
+        ]
+        if hold:
+            self.report.held = {
+                "extensions": [
+                    {
+                        "id": r.ext.id,
+                        "number": r.ext.number,
+                        "entra_id": r.ext.entra_id,
+                        "reason": r.reason,
+                    }
+                    for r in plan.deletes
+                ],
+                "extension_groups": [],
+                "contacts": 0,
+            }
+
+    async def _hold(self, session: AsyncSession, plan: UserPlan) -> None:
+        """Deletions wait for approval; a newer held run replaces (cancels) an older one."""
+        integ = await integ_repo.get(session, self.pbx_id, for_update=True)
+        if integ is None:
+            return
+        if integ.held_run_id and integ.held_run_id != self.run_id:
+            older = await repo.get(session, integ.held_run_id, for_update=True)
+            if older is not None and older.status == "held":
+                older.status = "cancelled"
+        integ.held_run_id = self.run_id
+
+
+def _plan_summary(plan: UserPlan) -> dict[str, Any]:
+    return {
+        "creates": [
+            {
+                "entra_id": c.entra_id,
+                "number": c.number,
+                "display_name": c.display_name,
+                "email": c.email,
+            }
+            for c in plan.creates
+        ],
+        "updates": [
+            {
+                "extension_id": u.ext.id,
+                "entra_id": u.entra_id,
+                "associate": u.associate,
+                "fields": {k: list(v) for k, v in u.fields.items()},
+            }
+            for u in plan.updates
+        ],
+        "deletes": [
+            {"extension_id": r.ext.id, "entra_id": r.ext.entra_id, "reason": r.reason}
+            for r in plan.deletes
+        ],
+        "releases": [
+            {"extension_id": r.ext.id, "entra_id": r.ext.entra_id, "reason": r.reason}
+            for r in plan.releases
+        ],
+    }
+
+
+async def synced_count(session: AsyncSession, pbx_id: str) -> dict[str, int]:
+    out = {}
+    for name, model in (
+        ("extensions", Extension),
+        ("extension_groups", ExtensionGroup),
+        ("phonebooks", Phonebook),
+        ("contacts", Contact),
+    ):
+        out[name] = int(
+            (
+                await session.execute(
+                    select(func.count())
+                    .select_from(model)
+                    .where(model.pbx_id == pbx_id, model.managed_by != "pbx")
+                )
+            ).scalar_one()
+        )
+    return out

@@ -1,0 +1,134 @@
+"""Every query on runs, their change log and failures."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db import utcnow
+from app.sync.models import DeltaLink, SyncChange, SyncFailure, SyncRun
+
+
+async def get(session: AsyncSession, run_id: str, *, for_update: bool = False) -> SyncRun | None:
+    stmt = select(SyncRun).where(SyncRun.id == run_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def claim_next(session: AsyncSession, worker: str, lease: timedelta) -> SyncRun | None:
+    """Take the oldest queued run of a PBX that has none running (SKIP LOCKED on PostgreSQL)."""
+    busy = select(SyncRun.pbx_id).where(SyncRun.status == "running")
+    stmt = (
+        select(SyncRun)
+        .where(SyncRun.status == "queued", SyncRun.pbx_id.not_in(busy))
+        .order_by(SyncRun.queued_at, SyncRun.id)
+        .limit(1)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True, of=SyncRun)
+    run = (await session.execute(stmt)).scalar_one_or_none()
+    if run is None:
+        return None
+    now = utcnow()
+    try:
+        async with session.begin_nested():
+            run.status = "running"
+            run.started_at = now
+            run.locked_by = worker
+            run.locked_until = now + lease
+            await session.flush()
+    except IntegrityError:
+        # Another worker started a run of this PBX a moment ago.
+        return None
+    return run
+
+
+async def renew_lease(session: AsyncSession, run_id: str, worker: str, until: datetime) -> bool:
+    result = await session.execute(
+        update(SyncRun)
+        .where(SyncRun.id == run_id, SyncRun.locked_by == worker, SyncRun.status == "running")
+        .values(locked_until=until)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def expired_runs(session: AsyncSession) -> list[SyncRun]:
+    stmt = select(SyncRun).where(SyncRun.status == "running", SyncRun.locked_until < utcnow())
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    return list((await session.execute(stmt)).scalars())
+
+
+def runs_query(pbx_id: str) -> Select[SyncRun]:
+    return select(SyncRun).where(SyncRun.pbx_id == pbx_id)
+
+
+async def add_changes(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(insert(SyncChange), rows)
+
+
+def changes_query(run_id: str) -> Select[SyncChange]:
+    return select(SyncChange).where(SyncChange.run_id == run_id)
+
+
+async def purge_changes(session: AsyncSession, older_than: datetime) -> int:
+    result = await session.execute(delete(SyncChange).where(SyncChange.created_at < older_than))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def failures(session: AsyncSession, pbx_id: str, scope: str) -> dict[str, SyncFailure]:
+    stmt = select(SyncFailure).where(SyncFailure.pbx_id == pbx_id, SyncFailure.scope == scope)
+    return {f.entra_id: f for f in (await session.execute(stmt)).scalars()}
+
+
+async def replace_failures(
+    session: AsyncSession, pbx_id: str, scope: str, clear: set[str], rows: list[dict[str, Any]]
+) -> None:
+    """Drop the failures of objects that were settled this run, then record the new ones."""
+    ids = clear | {r["entra_id"] for r in rows}
+    for chunk in _chunks(sorted(ids), 500):
+        await session.execute(
+            delete(SyncFailure).where(
+                SyncFailure.pbx_id == pbx_id,
+                SyncFailure.scope == scope,
+                SyncFailure.entra_id.in_(chunk),
+            )
+        )
+    if rows:
+        await session.execute(insert(SyncFailure), rows)
+
+
+async def clear_failures(session: AsyncSession, pbx_id: str, scope: str) -> None:
+    await session.execute(
+        delete(SyncFailure).where(SyncFailure.pbx_id == pbx_id, SyncFailure.scope == scope)
+    )
+
+
+async def delta_link(session: AsyncSession, pbx_id: str, resource: str) -> str | None:
+    row = await session.get(DeltaLink, (pbx_id, resource))
+    return row.link if row else None
+
+
+async def save_delta_link(session: AsyncSession, pbx_id: str, resource: str, link: str) -> None:
+    row = await session.get(DeltaLink, (pbx_id, resource))
+    if row is None:
+        session.add(DeltaLink(pbx_id=pbx_id, resource=resource, link=link, updated_at=utcnow()))
+    else:
+        row.link = link
+        row.updated_at = utcnow()
+
+
+async def drop_delta_links(session: AsyncSession, pbx_id: str, prefix: str) -> None:
+    await session.execute(
+        delete(DeltaLink).where(DeltaLink.pbx_id == pbx_id, DeltaLink.resource.startswith(prefix))
+    )
+
+
+def _chunks(items: list[str], size: int) -> list[list[str]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]

@@ -1,0 +1,120 @@
+"""The worker loop: claim queued runs under a lease, keep it alive, reap the runs of dead workers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from datetime import timedelta
+
+from app.db import session_scope, utcnow
+from app.runtime import Runtime
+from app.sync import repository as repo
+from app.sync import runs
+from app.sync.engine import RunExecutor
+
+log = logging.getLogger("pbx_entra.worker")
+
+
+class Worker:
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        lease_seconds: float = 60,
+        poll_seconds: float = 2.0,
+        name: str | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.lease = timedelta(seconds=lease_seconds)
+        self.poll_seconds = poll_seconds
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="sync-worker")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _loop(self) -> None:
+        while not self._stopping:
+            try:
+                await self.reap()
+                while await self.run_once():
+                    pass
+            except Exception:
+                log.exception("worker loop error")
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+
+    async def run_once(self) -> str | None:
+        """Claim and execute one run; its id, or None when nothing is waiting."""
+        async with session_scope(self.runtime.sessionmaker) as session:
+            run = await repo.claim_next(session, self.name, self.lease)
+        if run is None:
+            return None
+        heartbeat = asyncio.create_task(self._heartbeat(run.id))
+        try:
+            status = await RunExecutor(self.runtime, run).execute()
+            log.info("run %s (%s) finished: %s", run.id, run.trigger, status)
+        except Exception as exc:
+            log.exception("run %s failed unexpectedly", run.id)
+            async with session_scope(self.runtime.sessionmaker) as session:
+                row = await repo.get(session, run.id, for_update=True)
+                if row is not None and row.status == "running":
+                    row.status = "failed"
+                    row.finished_at = utcnow()
+                    row.error = {"code": "internal_error", "message": type(exc).__name__}
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+        return run.id
+
+    async def _heartbeat(self, run_id: str) -> None:
+        interval = self.lease.total_seconds() / 3
+        while True:
+            await asyncio.sleep(interval)
+            async with session_scope(self.runtime.sessionmaker) as session:
+                await repo.renew_lease(session, run_id, self.name, utcnow() + self.lease)
+
+    async def reap(self) -> int:
+        """Runs whose lease ran out lost their worker: mark them interrupted and queue a retry."""
+        async with session_scope(self.runtime.sessionmaker) as session:
+            dead = await repo.expired_runs(session)
+            for run in dead:
+                run.status = "interrupted"
+                run.finished_at = utcnow()
+                run.error = {
+                    "code": "worker_lost",
+                    "message": f"The worker {run.locked_by} stopped renewing its lease.",
+                }
+                run.locked_by = None
+                run.locked_until = None
+                retry, _ = await runs.enqueue(
+                    session,
+                    run.pbx_id,
+                    run.trigger,
+                    run.scopes,
+                    dry_run=run.dry_run,
+                    plan=run.plan if run.trigger == "cleanup" else None,
+                )
+                if retry.retry_of is None:
+                    retry.retry_of = run.id
+                log.warning("run %s interrupted; retried as %s", run.id, retry.id)
+        return len(dead)
