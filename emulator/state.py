@@ -162,6 +162,9 @@ class ChangeEvent:
     # For contacts: the mailbox (user id) and the contact folder the contact is in.
     owner_id: str | None = None
     folder_id: str | None = None
+    # For updates: the Graph (camelCase) names of the properties that changed, when known. Delta
+    # queries use them for `Prefer: return=minimal` and to skip changes outside `$select`.
+    properties: tuple[str, ...] | None = None
 
 
 ChangeHook = Callable[["Tenant", ChangeEvent], None]

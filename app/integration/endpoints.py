@@ -5,11 +5,14 @@ from __future__ import annotations
 import html
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel, ConfigDict
 
 from app.auth import CurrentPbx, Session
+from app.errors import Conflict, problem
+from app.graph.auth import TokenError
+from app.graph.errors import GraphError
 from app.integration import pickers, rules, service, tokens
 from app.integration import repository as repo
 from app.integration.schemas import (
@@ -23,9 +26,6 @@ from app.integration.schemas import (
     IntegrationPut,
     SharedMailboxPage,
 )
-from app.errors import Conflict, problem
-from app.graph.auth import TokenError
-from app.graph.errors import GraphError
 from app.runtime import Runtime
 
 router = APIRouter(prefix="/api/v1/integration", tags=["integration"])
@@ -178,15 +178,7 @@ h1{{font-size:1.4rem}} .ok{{color:#137333}} .fail{{color:#b3261e}}</style></head
 <body><h1 class="{cls}">{title}</h1><p id="message">{message}</p></body></html>"""
 
 
-@callback_router.api_route(
-    "/integration/callback", methods=["GET", "POST"], response_class=HTMLResponse
-)
-async def consent_callback(request: Request, session: Session, runtime: RuntimeDep) -> Response:
-    """The Redirect URI: Microsoft posts the admin's browser here after sign-in and consent."""
-    params = {k: v for k, v in request.query_params.items()}
-    if request.method == "POST":
-        form = await request.form()
-        params.update({k: v for k, v in form.items() if isinstance(v, str)})
+async def _consent_callback(session: Session, runtime: Runtime, params: dict[str, str]) -> Response:
     outcome = await service.callback(session, runtime, params)
     if outcome.redirect:
         return RedirectResponse(outcome.redirect, status_code=302)
@@ -196,6 +188,22 @@ async def consent_callback(request: Request, session: Session, runtime: RuntimeD
         cls="ok" if outcome.ok else "fail",
     )
     return HTMLResponse(page, status_code=outcome.status_code)
+
+
+@callback_router.post("/integration/callback", response_class=HTMLResponse)
+async def consent_callback(request: Request, session: Session, runtime: RuntimeDep) -> Response:
+    """The Redirect URI: Microsoft posts the admin's browser here (form_post) after consent."""
+    form = await request.form()
+    params = {k: v for k, v in form.items() if isinstance(v, str)}
+    return await _consent_callback(session, runtime, params)
+
+
+@callback_router.get("/integration/callback", response_class=HTMLResponse)
+async def consent_callback_query(
+    request: Request, session: Session, runtime: RuntimeDep
+) -> Response:
+    """The same Redirect URI for answers in the query string."""
+    return await _consent_callback(session, runtime, dict(request.query_params))
 
 
 class PauseUsers(BaseModel):

@@ -93,7 +93,7 @@ async def groups(
     items = [
         DirectoryGroup(
             id=g["id"], display_name=g.get("displayName"), type=group_type(g), mail=g.get("mail")
-        )  # type: ignore[arg-type]
+        )
         for g in body.get("value", [])
     ]
     return DirectoryGroupsPage(items=items, next_cursor=_cursor_from(body.get("@odata.nextLink")))

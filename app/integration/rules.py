@@ -25,7 +25,7 @@ from app.sync.models import SyncFailure, SyncRun
 from app.tenants.models import Pbx
 
 # Sections that are run scopes, with the directory kind they own and the pause flag's name.
-SCOPED = {
+SCOPED: dict[str, tuple[str, str, Any, str]] = {
     "user_sync": ("users", "extensions", Extension, "delete_extensions"),
     "group_sync": ("groups", "extension_groups", ExtensionGroup, "delete_extension_groups"),
     "contacts_sync": ("contacts", "phonebooks", Phonebook, "delete_contacts"),

@@ -27,6 +27,23 @@ def _http_url(value: str | None) -> str | None:
     return value
 
 
+UserType = Literal["member", "guest"]
+DeleteWhen = Literal["disabled", "deleted"]
+GroupType = Literal["security", "microsoft365"]
+
+
+def _members() -> list[UserType]:
+    return ["member"]
+
+
+def _delete_when() -> list[DeleteWhen]:
+    return ["disabled", "deleted"]
+
+
+def _group_types() -> list[GroupType]:
+    return ["security", "microsoft365"]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -67,7 +84,7 @@ class Schedule(_Strict):
 
 class UserRange(_Strict):
     mode: Literal["all", "user_types", "groups"] = "all"
-    user_types: list[Literal["member", "guest"]] = Field(default_factory=lambda: ["member"])
+    user_types: list[UserType] = Field(default_factory=_members)
     group_ids: list[str] = Field(default_factory=list, max_length=500)
 
 
@@ -82,18 +99,14 @@ class UserSyncRules(_Strict):
     range: UserRange = Field(default_factory=UserRange)
     auto_delete_out_of_range: bool = True
     number: NumberRule = Field(default_factory=NumberRule)
-    delete_when: list[Literal["disabled", "deleted"]] = Field(
-        default_factory=lambda: ["disabled", "deleted"]
-    )
+    delete_when: list[DeleteWhen] = Field(default_factory=_delete_when)
     associate_by_email: bool = False
     send_welcome_email: bool = False
 
 
 class GroupRange(_Strict):
     mode: Literal["all", "types", "groups"] = "all"
-    types: list[Literal["security", "microsoft365"]] = Field(
-        default_factory=lambda: ["security", "microsoft365"]
-    )
+    types: list[GroupType] = Field(default_factory=_group_types)
     group_ids: list[str] = Field(default_factory=list, max_length=500)
 
 

@@ -129,7 +129,7 @@ async def view(session: AsyncSession, runtime: Runtime, pbx: Pbx) -> Integration
     last = await runs.latest(session, pbx.id)
     status = integ.status if integ else "not_configured"
     return IntegrationOut(
-        status=status,  # type: ignore[arg-type]
+        status=status,
         redirect_uri=redirect_uri(runtime),
         sso_redirect_uri=sso_redirect_uri(runtime),
         client_id=integ.client_id if integ else None,
@@ -138,16 +138,16 @@ async def view(session: AsyncSession, runtime: Runtime, pbx: Pbx) -> Integration
         client_secret_expires_at=integ.client_secret_expires_at if integ else None,
         authorized_account=integ.authorized_account if integ else None,
         connected_at=integ.connected_at if integ else None,
-        last_error=integ.last_error if integ else None,  # type: ignore[arg-type]
+        last_error=integ.last_error if integ else None,
         schedule=Schedule(
-            frequency=integ.schedule_frequency,  # type: ignore[arg-type]
+            frequency=integ.schedule_frequency,
             days=integ.schedule_days,
             time=integ.schedule_time,
         )
         if integ
         else Schedule(),
         directory_summary=integ.directory_summary if integ else None,
-        warnings=warnings(integ) if integ else [],  # type: ignore[arg-type]
+        warnings=warnings(integ) if integ else [],
         held_run_id=integ.held_run_id if integ else None,
         last_sync_run=(
             {
@@ -228,7 +228,7 @@ async def configure(
         integ.status = "awaiting_consent"
     url = await _authorization_url(session, runtime, integ, creds)
     await session.flush()
-    return AuthorizationUrl(status=integ.status, authorization_url=url)  # type: ignore[arg-type]
+    return AuthorizationUrl(status=integ.status, authorization_url=url)
 
 
 async def reauthorize(session: AsyncSession, runtime: Runtime, pbx: Pbx) -> AuthorizationUrl:
@@ -239,7 +239,7 @@ async def reauthorize(session: AsyncSession, runtime: Runtime, pbx: Pbx) -> Auth
             code="reauthorize_not_needed",
         )
     url = await _authorization_url(session, runtime, integ, tokens.credentials(runtime, integ))
-    return AuthorizationUrl(status=integ.status, authorization_url=url)  # type: ignore[arg-type]
+    return AuthorizationUrl(status=integ.status, authorization_url=url)
 
 
 class CallbackOutcome(BaseModel):

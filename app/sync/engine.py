@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -44,7 +44,7 @@ class ScopeFailed(Exception):
 
 @dataclass
 class Report:
-    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    counts: dict[str, dict[str, Any]] = field(default_factory=dict)
     failures: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[dict[str, Any]] = field(default_factory=list)
     held: dict[str, Any] | None = None
@@ -70,20 +70,10 @@ def user_rules(config: dict[str, Any]) -> UserRules:
 
 
 async def current_extensions(session: AsyncSession, pbx_id: str) -> list[PbxExtension]:
-    cols = (
-        Extension.id,
-        Extension.number,
-        Extension.first_name,
-        Extension.last_name,
-        Extension.email,
-        Extension.mobile,
-        Extension.job_title,
-        Extension.managed_by,
-        Extension.entra_id,
-        Extension.former_entra_id,
-    )
+    names = [f.name for f in fields(PbxExtension)]
+    cols = [getattr(Extension, name) for name in names]
     rows = await session.execute(select(*cols).where(Extension.pbx_id == pbx_id))
-    return [PbxExtension(*row) for row in rows]
+    return [PbxExtension(**dict(zip(names, row, strict=True))) for row in rows]
 
 
 async def set_progress(
@@ -161,6 +151,15 @@ class RunExecutor:
             run.held = self.report.held
             run.error = self.report.error
             run.graph_requests = self.graph.stats.requests
+            stats = self.graph.stats
+            if stats.requests:
+                self.report.counts["graph"] = {
+                    "requests": stats.requests,
+                    "throttled": stats.throttled,
+                    "retries": stats.retries,
+                    "waited_seconds": round(stats.waited, 3),
+                }
+                run.counts = self.report.counts
             run.progress = {
                 "phase": "done",
                 "done": run.progress.get("done", 0),
@@ -252,6 +251,11 @@ class RunExecutor:
             self.timings["plan"] = time.perf_counter() - t1
             synced = sum(1 for e in current if e.managed_by == "entra")
             hold = over_bounds(len(plan.deletes), synced, guard)
+            if hold:
+                # Held deletions keep their numbers, seats and addresses until approved.
+                plan = plan_users(
+                    fetched.input, current, rules, pbx.max_extensions, free_deleted=False
+                )
             self._report_users(plan, hold)
             if self.dry_run:
                 self.report.plan = {"users": _plan_summary(plan)}
@@ -272,7 +276,8 @@ class RunExecutor:
                 await repo.save_delta_link(session, self.pbx_id, "users", fetched.delta_link)
             rule_row = await session.get(SyncRule, (self.pbx_id, "user_sync"))
             if rule_row is not None:
-                rule_row.needs_full_sync = False
+                # Held deletions are not in the next delta round: list everything next time.
+                rule_row.needs_full_sync = hold
             self.timings["apply"] = time.perf_counter() - t2
         for action, n in (
             ("create", len(created)),

@@ -155,8 +155,15 @@ class _Numbers:
 
 
 def plan_users(
-    inp: UserInput, current: list[PbxExtension], rules: UserRules, max_extensions: int
+    inp: UserInput,
+    current: list[PbxExtension],
+    rules: UserRules,
+    max_extensions: int,
+    *,
+    free_deleted: bool = True,
 ) -> UserPlan:
+    """Plan one run. With `free_deleted` off (deletions held), what the deletions would free —
+    numbers, seats, email addresses — stays taken."""
     plan = UserPlan()
     managed = {e.entra_id: e for e in current if e.managed_by == "entra" and e.entra_id}
     former = {e.former_entra_id: e for e in current if e.managed_by == "pbx" and e.former_entra_id}
@@ -167,7 +174,7 @@ def plan_users(
     def remove(ext: PbxExtension, reason: str, delete: bool) -> None:
         nonlocal seats
         (plan.deletes if delete else plan.releases).append(Removal(ext, reason))
-        if delete:
+        if delete and free_deleted:
             seats -= 1
             numbers.discard(ext.number)
             if ext.email_key and by_email.get(ext.email_key) is ext:
@@ -228,9 +235,9 @@ def plan_users(
             continue
         key = wanted["email"].lower() if wanted["email"] else None
         holder = by_email.get(key) if key else None
-        if holder is not None:
+        if key and holder is not None:
             if rules.associate_by_email and holder.managed_by == "pbx":
-                by_email.pop(key, None)  # type: ignore[arg-type]
+                by_email.pop(key, None)
                 _update(plan, holder, user, wanted, by_email, associate=True)
             else:
                 plan.failures.append(
@@ -288,7 +295,7 @@ def plan_users(
                 number=number,
                 display_name=user.display_name
                 or " ".join(filter(None, [wanted["first_name"], wanted["last_name"]])),
-                **wanted,  # type: ignore[arg-type]
+                **wanted,
             )
         )
     return plan
@@ -299,7 +306,7 @@ def _update(
     ext: PbxExtension,
     user: EntraUser,
     wanted: dict[str, str | None],
-    by_email: dict[str | None, PbxExtension],
+    by_email: dict[str, PbxExtension],
     *,
     associate: bool,
 ) -> None:

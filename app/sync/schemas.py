@@ -28,6 +28,9 @@ class RunOut(BaseModel):
     users: dict[str, int] | None
     groups: dict[str, int] | None
     contacts: dict[str, int] | None
+    graph: dict[str, float] | None = Field(
+        default=None, description="Graph requests made, throttled, retried, and seconds waited"
+    )
     failures: list[dict[str, Any]]
     warnings: list[dict[str, Any]]
     held: dict[str, Any] | None

@@ -18,7 +18,7 @@ from app.sync.schemas import RunOut, SyncRequest
 from app.tenants.models import Pbx
 
 SECTION_SCOPES = {"user_sync": "users", "group_sync": "groups", "contacts_sync": "contacts"}
-EMPTY = {"users": None, "groups": None, "contacts": None}
+EMPTY = {"users": None, "groups": None, "contacts": None, "graph": None}
 
 
 def run_out(run: SyncRun) -> RunOut:
@@ -34,6 +34,7 @@ def run_out(run: SyncRun) -> RunOut:
         users=counts["users"],
         groups=counts["groups"],
         contacts=counts["contacts"],
+        graph=counts["graph"],
         failures=run.failures or [],
         warnings=run.warnings or [],
         held=run.held,
@@ -74,7 +75,7 @@ async def request_sync(
         for section, scope in SECTION_SCOPES.items()
         if section in rules and rules[section].state == "active"
     }
-    wanted = set(body.scopes) if body.scopes else active
+    wanted: set[str] = set(body.scopes) if body.scopes else active
     inactive = sorted(wanted - active)
     if inactive:
         raise Conflict(

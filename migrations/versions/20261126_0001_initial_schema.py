@@ -248,7 +248,7 @@ def upgrade() -> None:
     with op.batch_alter_table('sync_runs', schema=None) as batch_op:
         batch_op.create_index('ix_sync_runs_pbx_queued_at', ['pbx_id', 'queued_at'], unique=False)
         batch_op.create_index('ix_sync_runs_status', ['status'], unique=False)
-        batch_op.create_index('uq_sync_runs_one_queued', ['pbx_id'], unique=True, postgresql_where=sa.text("status = 'queued' AND dry_run = false"), sqlite_where=sa.text("status = 'queued' AND dry_run = 0"))
+        batch_op.create_index('uq_sync_runs_one_queued', ['pbx_id'], unique=True, postgresql_where=sa.text("status = 'queued' AND dry_run = false AND trigger <> 'cleanup'"), sqlite_where=sa.text("status = 'queued' AND dry_run = 0 AND trigger <> 'cleanup'"))
         batch_op.create_index('uq_sync_runs_one_running', ['pbx_id'], unique=True, postgresql_where=sa.text("status = 'running'"), sqlite_where=sa.text("status = 'running'"))
 
     op.create_table('token_caches',
@@ -410,7 +410,7 @@ def downgrade() -> None:
     op.drop_table('token_caches')
     with op.batch_alter_table('sync_runs', schema=None) as batch_op:
         batch_op.drop_index('uq_sync_runs_one_running', postgresql_where=sa.text("status = 'running'"), sqlite_where=sa.text("status = 'running'"))
-        batch_op.drop_index('uq_sync_runs_one_queued', postgresql_where=sa.text("status = 'queued' AND dry_run = false"), sqlite_where=sa.text("status = 'queued' AND dry_run = 0"))
+        batch_op.drop_index('uq_sync_runs_one_queued', postgresql_where=sa.text("status = 'queued' AND dry_run = false AND trigger <> 'cleanup'"), sqlite_where=sa.text("status = 'queued' AND dry_run = 0 AND trigger <> 'cleanup'"))
         batch_op.drop_index('ix_sync_runs_status')
         batch_op.drop_index('ix_sync_runs_pbx_queued_at')
 

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from app.db import create_engine
-from tests.cloud import Cloud, EntraTenant, connect
+from tests.cloud import Cloud, connect
 from tests.conftest import Api
 
 BAD_GUID = "not-a-guid"

@@ -335,3 +335,13 @@ def test_plans_are_deterministic_and_consistent(
 
 def test_replace_keeps_frozen_dataclass() -> None:
     assert replace(user("a"), enabled=False).enabled is False
+
+
+def test_held_deletions_keep_what_they_hold() -> None:
+    current = [ext("e1", "1000", entra_id="gone", email="new@contoso.com")]
+    users = [user("n", mail="new@contoso.com")]
+    plan = plan_users(
+        UserInput(users={u.id: u for u in users}), current, UserRules(), 1, free_deleted=False
+    )
+    assert [r.ext.id for r in plan.deletes] == ["e1"]
+    assert plan.creates == [] and [f.code for f in plan.failures] == ["email_taken"]

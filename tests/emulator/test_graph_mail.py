@@ -1,0 +1,201 @@
+"""Outlook contacts and the delegated-access rule: shared folder, not shared, shared mailbox."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from emulator import mutations
+from emulator.state import ContactFolder, User
+from emulator.testing import RunningEmulator
+from tests.emulator.graph_support import World, make_world, page_all
+
+ACCESS_DENIED = {
+    "code": "ErrorAccessDenied",
+    "message": "Access is denied. Check credentials and try again.",
+}
+
+
+@dataclass
+class Mailboxes:
+    world: World
+    owner: User  # a colleague with a default folder, one folder shared with the admin, one not
+    default: ContactFolder
+    shared: ContactFolder
+    private: ContactFolder
+    desk: User  # a shared mailbox the admin is a member of
+    desk_folder: ContactFolder
+    stranger: User  # a colleague who was given nothing
+
+    def admin_token(self, *scopes: str) -> str:
+        return self.world.token(self.world.admin, scopes=set(scopes) or {"Contacts.Read.Shared"})
+
+
+@pytest.fixture
+def mailboxes(emulator: RunningEmulator) -> Mailboxes:
+    world = make_world(emulator)
+    tenant = world.tenant
+    owner = world.user("colleague", displayName="Garth Fort")
+    default = mutations.default_folder(tenant, owner.id)
+    for i in range(3):
+        mutations.create_contact(tenant, default.id, {"displayName": f"Default {i}"})
+    shared = mutations.create_folder(tenant, owner.id, "Customers")
+    mutations.share_folder(tenant, shared.id, world.admin.id)
+    for i in range(25):
+        mutations.create_contact(
+            tenant,
+            shared.id,
+            {
+                "givenName": f"Pavel{i:02d}",
+                "surname": "Bansky",
+                "displayName": f"Pavel{i:02d} Bansky",
+                "emailAddresses": [{"address": f"pavel{i}@contoso.com", "name": "Pavel Bansky"}],
+                "businessPhones": ["+1 732 555 0102"],
+            },
+        )
+    private = mutations.create_folder(tenant, owner.id, "Private")
+    mutations.create_contact(tenant, private.id, {"displayName": "Secret"})
+    desk = world.user(
+        "salesdesk", displayName="Sales Desk", userPurpose="shared", accountEnabled=False
+    )
+    mutations.add_mailbox_member(tenant, desk.id, world.admin.id)
+    desk_folder = mutations.default_folder(tenant, desk.id)
+    mutations.create_contact(tenant, desk_folder.id, {"displayName": "Supplier"})
+    stranger = world.user("stranger")
+    return Mailboxes(world, owner, default, shared, private, desk, desk_folder, stranger)
+
+
+def test_app_only_reads_every_mailbox(mailboxes: Mailboxes) -> None:
+    world = mailboxes.world
+    assert len(page_all(world, f"/users/{mailboxes.owner.id}/contacts")) == 3
+    assert (
+        len(
+            page_all(
+                world, f"/users/{mailboxes.owner.id}/contactFolders/{mailboxes.private.id}/contacts"
+            )
+        )
+        == 1
+    )
+    folders = page_all(world, f"/users/{mailboxes.owner.id}/contactFolders")
+    # user-list-contactfolders.md: the folders in the default Contacts folder.
+    assert {f["displayName"] for f in folders} == {"Customers", "Private"}
+    assert {f["parentFolderId"] for f in folders} == {mailboxes.default.id}
+
+
+def test_app_without_contacts_read_is_denied(mailboxes: Mailboxes) -> None:
+    world = mailboxes.world
+    response = world.get(
+        f"/users/{mailboxes.owner.id}/contacts", token=world.token(roles={"User.Read.All"})
+    )
+    assert response.status_code == 403
+    assert response.json()["error"] | {"innerError": None} == {**ACCESS_DENIED, "innerError": None}
+
+
+def test_a_folder_shared_with_the_signed_in_user_is_readable(mailboxes: Mailboxes) -> None:
+    world = mailboxes.world
+    token = mailboxes.admin_token()
+    url = f"/users/{mailboxes.owner.id}/contactFolders/{mailboxes.shared.id}/contacts"
+    contacts = page_all(world, url, token=token)
+    assert len(contacts) == 25
+    first = contacts[0]
+    assert first["@odata.etag"].startswith('W/"')
+    assert first["parentFolderId"] == mailboxes.shared.id
+    assert first["emailAddresses"] == [{"address": "pavel0@contoso.com", "name": "Pavel Bansky"}]
+    # Only the shared folder is listed for the admin.
+    folders = page_all(world, f"/users/{mailboxes.owner.id}/contactFolders", token=token)
+    assert [f["id"] for f in folders] == [mailboxes.shared.id]
+
+
+@pytest.mark.parametrize("which", ["private", "default"])
+def test_a_folder_not_shared_is_access_denied(mailboxes: Mailboxes, which: str) -> None:
+    world = mailboxes.world
+    token = mailboxes.admin_token()
+    if which == "private":
+        url = f"/users/{mailboxes.owner.id}/contactFolders/{mailboxes.private.id}/contacts"
+    else:
+        url = f"/users/{mailboxes.owner.id}/contacts"
+    response = world.get(url, token=token)
+    assert response.status_code == 403
+    assert response.json()["error"] | {"innerError": None} == {**ACCESS_DENIED, "innerError": None}
+
+
+def test_a_member_of_the_shared_mailbox_reads_it(mailboxes: Mailboxes) -> None:
+    world = mailboxes.world
+    contacts = page_all(
+        world, f"/users/{mailboxes.desk.id}/contacts", token=mailboxes.admin_token()
+    )
+    assert [c["displayName"] for c in contacts] == ["Supplier"]
+    response = world.get(
+        f"/users/{mailboxes.desk.id}/contacts",
+        token=world.token(mailboxes.stranger, scopes={"Contacts.Read.Shared"}),
+    )
+    assert response.status_code == 403
+
+
+def test_shared_access_needs_the_shared_permission(mailboxes: Mailboxes) -> None:
+    # outlook-get-shared-contacts-folders.md: shared folders need Contacts.Read.Shared.
+    world = mailboxes.world
+    token = mailboxes.admin_token("Contacts.Read")
+    url = f"/users/{mailboxes.owner.id}/contactFolders/{mailboxes.shared.id}/contacts"
+    assert world.get(url, token=token).status_code == 403
+    own = world.get("/me/contacts", token=token)
+    assert own.status_code == 200
+
+
+def test_nobody_else_gets_in(mailboxes: Mailboxes) -> None:
+    world = mailboxes.world
+    token = world.token(mailboxes.stranger, scopes={"Contacts.Read.Shared"})
+    for url in (
+        f"/users/{mailboxes.owner.id}/contacts",
+        f"/users/{mailboxes.owner.id}/contactFolders",
+        f"/users/{mailboxes.owner.id}/contactFolders/{mailboxes.shared.id}/contacts",
+    ):
+        response = world.get(url, token=token)
+        assert response.status_code == 403, url
+        assert response.json()["error"]["code"] == "ErrorAccessDenied"
+
+
+def test_contacts_page_by_10_with_skip_and_honour_select_and_top(mailboxes: Mailboxes) -> None:
+    world = mailboxes.world
+    url = f"/users/{mailboxes.owner.id}/contactFolders/{mailboxes.shared.id}/contacts"
+    body = world.get(url).json()
+    assert len(body["value"]) == 10
+    assert body["@odata.nextLink"].endswith("$skip=10")
+    body = world.get(url + "?$top=20&$select=displayName,businessPhones").json()
+    assert len(body["value"]) == 20
+    assert "$top=20" in body["@odata.nextLink"] and "$skip=20" in body["@odata.nextLink"]
+    assert set(body["value"][0]) == {"@odata.etag", "id", "displayName", "businessPhones"}
+    last = world.get(body["@odata.nextLink"]).json()
+    assert len(last["value"]) == 5 and "@odata.nextLink" not in last
+
+
+def test_unknown_or_mailboxless_users(mailboxes: Mailboxes) -> None:
+    world = mailboxes.world
+    response = world.get("/users/no-such-user/contacts")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "ErrorInvalidUser"
+    nomail = world.user("nomail", mail=None)
+    mutations.update_user(world.tenant, nomail.id, {"mail": None})
+    response = world.get(f"/users/{nomail.id}/contacts")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "MailboxNotEnabledForRESTAPI"
+    response = world.get(f"/users/{mailboxes.owner.id}/contactFolders/AAMkNOPE=/contacts")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "ErrorItemNotFound"
+
+
+def test_contacts_delta(mailboxes: Mailboxes) -> None:
+    world = mailboxes.world
+    tenant = world.tenant
+    url = f"/users/{mailboxes.owner.id}/contactFolders/{mailboxes.private.id}/contacts/delta"
+    body = world.get(url).json()
+    assert [c["displayName"] for c in body["value"]] == ["Secret"]
+    secret_id = body["value"][0]["id"]
+    added = mutations.create_contact(tenant, mailboxes.private.id, {"displayName": "Added"})
+    mutations.delete_contact(tenant, mailboxes.private.id, secret_id)
+    body = world.get(body["@odata.deltaLink"]).json()
+    assert {c["id"]: c.get("@removed") for c in body["value"]} == {
+        added.id: None,
+        secret_id: {"reason": "deleted"},
+    }
