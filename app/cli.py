@@ -108,24 +108,9 @@ def main() -> None:
 @cli.command()
 def demo(
     port: Annotated[int, typer.Option(help="Port of the service")] = 8000,
+    emulator_port: Annotated[int, typer.Option(help="Port of the emulator")] = 8443,
 ) -> None:
-    """Run the demo: SQLite, a `default` PBX, printed Swagger URL and API key."""
-    import os
+    """The demo: SQLite, the emulator as a connected and synced demo tenant."""
+    from app.demo import run_demo
 
-    os.environ.setdefault("DEMO", "1")
-    os.environ.setdefault("PBX_API_KEY", DEMO_PBX_KEY)
-    os.environ.setdefault("ADMIN_API_KEY", DEMO_ADMIN_KEY)
-    os.environ.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
-    settings = _settings()
-    from app import migrate as migrations
-
-    migrations.upgrade(settings.database_url)
-    key = settings.pbx_api_key.get_secret_value() if settings.pbx_api_key else "(PBX_API_KEY)"
-    err.print(f"[bold green]pbx-entra demo[/] on {settings.database_url}")
-    err.print(f"  Swagger UI:   http://127.0.0.1:{port}/docs")
-    err.print(f"  PBX API key:  {key}")
-    serve(host="127.0.0.1", port=port, migrate_first=False, ssl_certfile=None, ssl_keyfile=None)
-
-
-DEMO_PBX_KEY = "pbx_demo_key_for_local_use_only_000000000"
-DEMO_ADMIN_KEY = "admin_demo_key_for_local_use_only_0000000"
+    run_demo(port, emulator_port)
