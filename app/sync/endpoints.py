@@ -12,9 +12,12 @@ from sse_starlette.sse import EventSourceResponse
 
 from app.auth import CurrentPbx, Session
 from app.db import session_scope
+from app.directory import service as directory_service
+from app.directory.schemas import ExtensionOut
+from app.errors import Conflict
 from app.integration.endpoints import RuntimeDep
 from app.pagination import Page, PageParams, page_params
-from app.sync import service
+from app.sync import mail, service
 from app.sync.schemas import ChangeOut, RunOut, SyncRequest
 
 router = APIRouter(prefix="/api/v1", tags=["sync"])
@@ -117,3 +120,20 @@ async def run_events(
             await asyncio.sleep(0.5)
 
     return EventSourceResponse(events())
+
+
+@router.post("/extensions/{ext_id}/welcome-email", response_model=ExtensionOut)
+async def send_welcome_email(
+    pbx: CurrentPbx, session: Session, runtime: RuntimeDep, ext_id: str
+) -> ExtensionOut:
+    """Send (again) the Linkus welcome email of one extension."""
+    ext = await directory_service.get_extension(session, pbx, ext_id)
+    if not ext.email:
+        raise Conflict("The extension has no email address.", code="no_email_address")
+    if runtime.settings.smtp_url is None:
+        raise Conflict("No mail server is configured (SMTP_URL).", code="mail_not_configured")
+    await mail.queue_welcome(session, ext)
+    await session.commit()
+    await mail.send_pending(runtime, pbx.id)
+    await session.refresh(ext)
+    return await directory_service.extension_view(session, ext)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from email.message import EmailMessage
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 import aiosmtplib
@@ -85,3 +86,23 @@ async def send_pending(runtime: Runtime, pbx_id: str | None = None) -> int:
             ext.welcome_email_at = row.sent_at
             sent += 1
     return sent
+
+
+async def queue_welcome(session: Any, extension: Extension) -> None:
+    """Queue a (re)send of one extension's welcome email."""
+    from app.db import new_id
+
+    session.add(
+        Outbox(
+            id=new_id(),
+            pbx_id=extension.pbx_id,
+            kind="welcome_email",
+            extension_id=extension.id,
+            payload={},
+            status="pending",
+            attempts=0,
+        )
+    )
+    extension.welcome_email_status = "pending"
+    extension.welcome_email_at = None
+    await session.flush()
