@@ -114,3 +114,16 @@ def demo(
     from app.demo import run_demo
 
     run_demo(port, emulator_port)
+
+
+@cli.command()
+def sync(
+    pbx: Annotated[str, typer.Option(help="The PBX's name")] = "default",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan only; change nothing")] = False,
+) -> None:
+    """Run a sync of every active section now, with a progress bar and the summary."""
+    from app.sync.cli import run_sync
+
+    settings = _settings()
+    check_database(settings)
+    raise typer.Exit(asyncio.run(run_sync(settings, pbx, dry_run)))

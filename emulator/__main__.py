@@ -43,6 +43,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="accept http:// notification URLs (Graph requires https)",
     )
+    parser.add_argument(
+        "--notification-ca",
+        default=None,
+        help="a PEM file trusted when delivering change notifications (a receiver's private CA)",
+    )
     parser.add_argument("--log-level", default="warning")
     return parser.parse_args(argv)
 
@@ -56,7 +61,9 @@ def main(argv: list[str] | None = None) -> None:
     base_url = f"https://{display_host}:{args.port}"
     state = EmulatorState()
     options = EmulatorOptions(
-        base_url=base_url, allow_http_notifications=args.allow_http_notifications
+        base_url=base_url,
+        allow_http_notifications=args.allow_http_notifications,
+        notification_ca=args.notification_ca,
     )
     app = create_app(state, options)
 

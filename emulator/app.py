@@ -35,6 +35,8 @@ class EmulatorOptions:
     # Graph accepts only HTTPS notification URLs; a local demo may relax that.
     allow_http_notifications: bool = False
     request_log_size: int = 10_000
+    # A CA bundle trusted when delivering notifications (receivers serving a test certificate).
+    notification_ca: str | None = None
 
 
 def log_request(state: EmulatorState, entry: dict[str, Any]) -> dict[str, Any]:

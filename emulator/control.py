@@ -666,6 +666,84 @@ async def delete_fault(request: Request) -> Response:
     return Response(status_code=204)
 
 
+# --- Graph: delta behaviour, subscriptions, notification delivery -------------------------------
+
+
+@_endpoint
+async def put_graph_settings(request: Request) -> Response:
+    """`{"delta_replay_rate": 0.0-1.0}` and/or `{"force_delta_resync": true}` for one tenant."""
+    from emulator.graph import settings as graph_settings
+
+    tenant = _tenant(request)
+    data = await _body(request)
+    result: dict[str, Any] = {}
+    if "delta_replay_rate" in data:
+        rate = float(data["delta_replay_rate"])
+        if not 0.0 <= rate <= 1.0:
+            raise ControlError(400, "BadRequest", "delta_replay_rate must be between 0 and 1.")
+        graph_settings.set_delta_replay_rate(tenant, rate)
+    if data.get("force_delta_resync"):
+        result["reset_generation"] = graph_settings.force_delta_resync(tenant)
+    result["delta_replay_rate"] = graph_settings.delta_replay_rate(tenant)
+    return JSONResponse(result)
+
+
+@_endpoint
+async def list_graph_subscriptions(request: Request) -> Response:
+    from emulator.graph import subscriptions
+
+    tenant_id = request.query_params.get("tenant_id")
+    return JSONResponse({"value": subscriptions.list_subscriptions(_state(request), tenant_id)})
+
+
+@_endpoint
+async def subscription_lifecycle(request: Request) -> Response:
+    """`{"event": "reauthorizationRequired" | "subscriptionRemoved" | "missed"}`."""
+    from emulator.graph import subscriptions
+
+    data = await _body(request)
+    event = str(data.get("event", ""))
+    if event not in ("reauthorizationRequired", "subscriptionRemoved", "missed"):
+        raise ControlError(
+            400,
+            "BadRequest",
+            "event must be reauthorizationRequired, subscriptionRemoved or missed.",
+        )
+    if not subscriptions.trigger_lifecycle_event(
+        _state(request), request.path_params["sid"], event
+    ):
+        raise ControlError(404, "NotFound", "No such subscription.")
+    return Response(status_code=204)
+
+
+@_endpoint
+async def expire_graph_subscription(request: Request) -> Response:
+    from emulator.graph import subscriptions
+
+    if not subscriptions.expire_subscription(_state(request), request.path_params["sid"]):
+        raise ControlError(404, "NotFound", "No such subscription.")
+    return Response(status_code=204)
+
+
+@_endpoint
+async def put_notification_settings(request: Request) -> Response:
+    """Delivery tuning: batch_window, validation_timeout, delivery_timeout, retry_delays,
+    reauthorization_lead, reauthorization_grace, tick (seconds), notification_ca (a PEM path)."""
+    from emulator.graph import subscriptions
+
+    try:
+        return JSONResponse(subscriptions.configure(_state(request), **(await _body(request))))
+    except (ValueError, TypeError) as exc:
+        raise ControlError(400, "BadRequest", str(exc)) from None
+
+
+@_endpoint
+async def list_deliveries(request: Request) -> Response:
+    from emulator.graph import subscriptions
+
+    return JSONResponse({"value": subscriptions.deliveries(_state(request))}, headers=None)
+
+
 @_endpoint
 async def list_requests(request: Request) -> Response:
     """`?since=<seq>&path_contains=&method=&tenant_id=&status=`: the logged requests, oldest
@@ -814,6 +892,12 @@ def control_routes() -> list[Route]:
         Route(t + "/groups/{gid}/restore", restore_group, methods=["POST"]),
         Route(t + "/groups/{gid}/members", add_members, methods=["POST"]),
         Route(t + "/groups/{gid}/members/{member_id}", remove_member, methods=["DELETE"]),
+        Route(t + "/graph-settings", put_graph_settings, methods=["PUT", "PATCH"]),
+        Route("/subscriptions", list_graph_subscriptions, methods=["GET"]),
+        Route("/subscriptions/{sid}/lifecycle", subscription_lifecycle, methods=["POST"]),
+        Route("/subscriptions/{sid}/expire", expire_graph_subscription, methods=["POST"]),
+        Route("/notifications/settings", put_notification_settings, methods=["PUT", "PATCH"]),
+        Route("/notifications/deliveries", list_deliveries, methods=["GET"]),
         Route("/faults", add_fault, methods=["POST"]),
         Route("/faults", list_faults, methods=["GET"]),
         Route("/faults", clear_faults, methods=["DELETE"]),

@@ -239,6 +239,8 @@ def normalize_path(path: str) -> str:
     """`/users('id')` → `/users/id`, `/users/delta()` → `/users/delta`, fully qualified function
     names (`microsoft.graph.delta`, https://learn.microsoft.com/en-us/graph/delta-query-overview:
     "`/delta` is a shortcut for the fully qualified name `/microsoft.graph.delta`") → short ones."""
+    # Alternate keys: /applications(appId='…') (application-get.md).
+    path = re.sub(r"/applications\(appId='([^']*)'\)", r"/applications/byAppId/\1", path)
     path = _KEY_SEGMENT.sub(lambda m: "/" + m.group(1), path)
     path = path.replace("()", "")
     path = re.sub(

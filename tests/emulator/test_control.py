@@ -276,3 +276,29 @@ def test_control_api_is_not_in_the_request_log(
     assert not any(
         e["path"].startswith("/_emulator") for e in control.get("/requests").json()["value"]
     )
+
+
+def test_graph_settings_and_subscription_hooks_through_the_control_api(
+    control: httpx.Client, tenant: SeededTenant
+) -> None:
+    rate = control.put(
+        f"/tenants/{tenant.tenant_id}/graph-settings", json={"delta_replay_rate": 0.5}
+    )
+    assert rate.status_code == 200 and rate.json()["delta_replay_rate"] == 0.5
+    bad = control.put(f"/tenants/{tenant.tenant_id}/graph-settings", json={"delta_replay_rate": 2})
+    assert bad.status_code == 400
+    reset = control.put(
+        f"/tenants/{tenant.tenant_id}/graph-settings", json={"force_delta_resync": True}
+    )
+    assert reset.json()["reset_generation"] >= 1
+    listed = control.get("/subscriptions", params={"tenant_id": tenant.tenant_id})
+    assert listed.status_code == 200 and listed.json()["value"] == []
+    missing = control.post("/subscriptions/nope/lifecycle", json={"event": "missed"})
+    assert missing.status_code == 404
+    wrong = control.post("/subscriptions/nope/lifecycle", json={"event": "other"})
+    assert wrong.status_code == 400
+    assert control.post("/subscriptions/nope/expire").status_code == 404
+    tuned = control.put("/notifications/settings", json={"batch_window": 0.05})
+    assert tuned.status_code == 200 and tuned.json()["batch_window"] == 0.05
+    assert control.put("/notifications/settings", json={"nonsense": 1}).status_code == 400
+    assert isinstance(control.get("/notifications/deliveries").json()["value"], list)

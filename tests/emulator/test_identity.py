@@ -658,10 +658,10 @@ def test_consent_in_chromium_yields_a_code_msal_redeems(
     tenant: SeededTenant,
     msal_http_client: requests.Session,
     ca_path: Path,
+    chromium: str,
 ) -> None:
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    if not Path("/usr/bin/chromium").exists():
-        pytest.skip("Chromium is not installed at /usr/bin/chromium")
+    from playwright import sync_api as playwright_api
+
     app = confidential_app(tenant, msal_http_client)
     flow = app.initiate_auth_code_flow([USER_READ_ALL], redirect_uri=REDIRECT_URI)
     redirected: list[str] = []
@@ -672,7 +672,7 @@ def test_consent_in_chromium_yields_a_code_msal_redeems(
 
     with playwright_api.sync_playwright() as pw:
         browser = pw.chromium.launch(
-            executable_path="/usr/bin/chromium",
+            executable_path=chromium,
             args=[
                 "--no-sandbox",
                 "--disable-gpu",

@@ -291,3 +291,20 @@ async def test_no_secret_or_token_in_clear_in_database_responses_or_logs(
     for secret in [tenant.client_secret, *refresh_tokens, pbx["api_key"]]:
         assert secret not in everything
         assert secret not in out and secret not in err
+
+
+async def test_secret_expiry_is_read_and_warned_30_days_ahead(cloud_api: Api, cloud: Cloud) -> None:
+    tenant = cloud.tenant()
+    _, h = await cloud_api.new_pbx()
+    body = await connect(cloud_api, cloud, tenant, h)
+    assert body["client_secret_expires_at"] is not None
+    assert not [w for w in body["warnings"] if w["code"] == "client_secret_expiring"]
+    short = cloud.add_secret(tenant, expires_in_days=10)
+    updated = await cloud_api.client.post(
+        "/api/v1/integration/client-secret", json={"client_secret": short["value"]}, headers=h
+    )
+    assert updated.status_code == 200
+    view = updated.json()
+    assert view["client_secret_expires_at"].startswith(short["end_date_time"][:16])
+    [warning] = [w for w in view["warnings"] if w["code"] == "client_secret_expiring"]
+    assert "in 9 days" in warning["message"] or "in 10 days" in warning["message"]

@@ -245,3 +245,48 @@ async def test_welcome_email_resend_rules(cloud_api: Api) -> None:
         f"/api/v1/extensions/{no_mail['id']}/welcome-email", headers=h
     )
     assert resp.status_code == 409 and resp.json()["code"] == "no_email_address"
+
+
+async def test_unreachable_mail_server_marks_the_email_failed_after_retries(
+    app_factory: Any, cloud: Cloud, database_url: str
+) -> None:
+    from app.db import create_engine
+    from app.sync.mail import send_pending
+    from tests.conftest import _truncate, free_port
+
+    engine = create_engine(database_url)
+    await _truncate(engine)
+    await engine.dispose()
+    api = await app_factory(
+        worker_enabled=False, smtp_url=f"smtp://127.0.0.1:{free_port()}", **cloud.settings()
+    )
+    s = await scenario(api, cloud, users=0, groups=0, seed=1)
+    uid = new_user(s, "mona")
+    await s.put_rules("user-sync", {"enabled": True, "send_welcome_email": True})
+    [run] = await s.run_worker()
+    assert run["status"] in ("succeeded", "partial")  # mail trouble never fails a run
+    assert (await s.synced())[uid]["welcome_email"]["status"] == "pending"
+    runtime = api.app.state.runtime
+    assert await send_pending(runtime) == 0
+    assert await send_pending(runtime) == 0
+    assert (await s.synced())[uid]["welcome_email"]["status"] == "failed"
+
+
+async def test_run_history_is_newest_first_and_paginated(sync_api: Api, cloud: Cloud) -> None:
+    s = await scenario(sync_api, cloud, users=0, groups=0, seed=1)
+    await s.put_rules("user-sync", {"enabled": True})
+    made = [r["id"] for r in await s.run_worker()]
+    for _ in range(3):
+        made.append((await s.sync())["id"])
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = (await s.api.client.get("/api/v1/sync-runs", params=params, headers=s.h)).json()
+        seen += [r["id"] for r in page["items"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert seen == list(reversed(made))
+    integ = (await s.api.client.get("/api/v1/integration", headers=s.h)).json()
+    assert integ["last_sync_run"]["id"] == made[-1]
