@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from sqlalchemy import Select, delete, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db import table_of
 from app.directory.models import (
     Contact,
     Extension,
@@ -119,7 +120,7 @@ async def set_members(session: AsyncSession, group_id: str, ext_ids: Iterable[st
     )
     rows = [{"group_id": group_id, "extension_id": e} for e in sorted(set(ext_ids))]
     if rows:
-        await session.execute(insert(ExtensionGroupMember), rows)
+        await session.execute(insert(table_of(ExtensionGroupMember)), rows)
 
 
 async def existing_extension_ids(
@@ -191,7 +192,7 @@ async def set_visibility(
         {"phonebook_id": book_id, "extension_id": None, "extension_group_id": g} for g in group_ids
     ]
     if rows:
-        await session.execute(insert(PhonebookVisibility), rows)
+        await session.execute(insert(table_of(PhonebookVisibility)), rows)
 
 
 def visible_phonebooks_query(pbx_id: str, ext_id: str, group_ids: set[str]) -> Select[Phonebook]:

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import delete, insert, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import new_id, utcnow
+from app.db import new_id, table_of, utcnow
 from app.directory.models import Extension
 from app.sync import repository as repo
 from app.sync.models import Outbox
@@ -30,6 +30,7 @@ async def apply_users(
     apply_deletes: bool,
     send_welcome: bool,
     mail_configured: bool,
+    known_failures: set[str] | None = None,
 ) -> dict[str, str]:
     """Apply the plan; returns {extension id: entra id} of the created extensions."""
     now = utcnow()
@@ -170,9 +171,9 @@ async def apply_users(
                 },
             )
         for chunk in _chunks(rows):
-            await session.execute(insert(Extension), chunk)
+            await session.execute(insert(table_of(Extension)), chunk)
         for chunk in _chunks(outbox):
-            await session.execute(insert(Outbox), chunk)
+            await session.execute(insert(table_of(Outbox)), chunk)
 
     for chunk in _chunks(changes):
         await repo.add_changes(session, chunk)
@@ -188,5 +189,5 @@ async def apply_users(
         }
         for f in plan.failures
     ]
-    await repo.replace_failures(session, pbx_id, "users", plan.settled, failures)
+    await repo.replace_failures(session, pbx_id, "users", plan.settled, failures, known_failures)
     return created

@@ -269,6 +269,7 @@ class RunExecutor:
                 apply_deletes=not hold,
                 send_welcome=rules.send_welcome_email,
                 mail_configured=self.runtime.settings.smtp_url is not None,
+                known_failures=set(failed),
             )
             if hold:
                 await self._hold(session, plan)

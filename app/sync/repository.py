@@ -9,7 +9,7 @@ from sqlalchemy import Select, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import utcnow
+from app.db import table_of, utcnow
 from app.sync.models import DeltaLink, SyncChange, SyncFailure, SyncRun
 
 
@@ -70,7 +70,7 @@ def runs_query(pbx_id: str) -> Select[SyncRun]:
 
 async def add_changes(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     if rows:
-        await session.execute(insert(SyncChange), rows)
+        await session.execute(insert(table_of(SyncChange)), rows)
 
 
 def changes_query(run_id: str) -> Select[SyncChange]:
@@ -88,10 +88,18 @@ async def failures(session: AsyncSession, pbx_id: str, scope: str) -> dict[str, 
 
 
 async def replace_failures(
-    session: AsyncSession, pbx_id: str, scope: str, clear: set[str], rows: list[dict[str, Any]]
+    session: AsyncSession,
+    pbx_id: str,
+    scope: str,
+    clear: set[str],
+    rows: list[dict[str, Any]],
+    known: set[str] | None = None,
 ) -> None:
-    """Drop the failures of objects that were settled this run, then record the new ones."""
+    """Drop the failures of objects that were settled this run, then record the new ones.
+    `known`: the ids that had failures before (only those can need a delete)."""
     ids = clear | {r["entra_id"] for r in rows}
+    if known is not None:
+        ids &= known
     for chunk in _chunks(sorted(ids), 500):
         await session.execute(
             delete(SyncFailure).where(
@@ -101,7 +109,7 @@ async def replace_failures(
             )
         )
     if rows:
-        await session.execute(insert(SyncFailure), rows)
+        await session.execute(insert(table_of(SyncFailure)), rows)
 
 
 async def clear_failures(session: AsyncSession, pbx_id: str, scope: str) -> None:
