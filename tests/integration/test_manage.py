@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from app.db import create_engine, sessionmaker
@@ -302,3 +303,147 @@ async def test_pickers_need_a_connection(cloud_api: Api) -> None:
     ):
         resp = await cloud_api.client.get(path, headers=h)
         assert resp.status_code == 409 and resp.json()["code"] == "integration_not_connected"
+
+
+async def test_a_different_authorization_account_is_warned(cloud_api: Api, cloud: Cloud) -> None:
+    tenant, _, h = await _connected(cloud_api, cloud, users=5)
+    other = next(
+        u
+        for u in cloud.emulator.state.tenants[tenant.tenant_id].users.values()
+        if u.account_enabled and u.id != tenant.admin_id and u.user_purpose == "user"
+    )
+    cloud.revoke_sessions(tenant, tenant.admin_id)
+    _forget_tokens(cloud_api)
+    await cloud_api.client.get("/api/v1/integration/directory/groups", headers=h)
+    cloud.auto_consent(tenant, other.user_principal_name)
+    url = (await cloud_api.client.post("/api/v1/integration/reauthorize", headers=h)).json()[
+        "authorization_url"
+    ]
+    assert (
+        await cloud_api.client.post("/integration/callback", data=cloud.follow_authorize(url))
+    ).status_code == 200
+    body = (await cloud_api.client.get("/api/v1/integration", headers=h)).json()
+    assert body["status"] == "connected" and body["authorized_account"] == other.user_principal_name
+    [warning] = [w for w in body["warnings"] if w["code"] == "authorization_account_changed"]
+    assert tenant.admin_upn in warning["message"]
+
+
+async def test_secret_removed_before_the_callback_fails_cleanly(
+    cloud_api: Api, cloud: Cloud
+) -> None:
+    tenant = cloud.tenant()
+    _, h = await cloud_api.new_pbx()
+    put = await cloud_api.client.put(
+        "/api/v1/integration",
+        json={
+            "client_id": tenant.client_id,
+            "tenant_id": tenant.tenant_id,
+            "client_secret": tenant.client_secret,
+        },
+        headers=h,
+    )
+    params = cloud.follow_authorize(put.json()["authorization_url"])
+    cloud.expire_secret(tenant, tenant.secret_key_id)
+    resp = await cloud_api.client.post("/integration/callback", data=params)
+    assert (
+        resp.status_code == 400 and "AADSTS7000222" in resp.text
+    ) or "AADSTS7000215" in resp.text
+    body = (await cloud_api.client.get("/api/v1/integration", headers=h)).json()
+    assert body["status"] == "awaiting_consent" and body["last_error"]["code"].startswith(
+        "AADSTS7000"
+    )
+    assert body["authorized_account"] is None
+
+
+async def test_a_token_for_another_tenant_is_refused(
+    cloud_api: Api, cloud: Cloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tenant = cloud.tenant()
+    _, h = await cloud_api.new_pbx()
+    put = await cloud_api.client.put(
+        "/api/v1/integration",
+        json={
+            "client_id": tenant.client_id,
+            "tenant_id": tenant.tenant_id,
+            "client_secret": tenant.client_secret,
+        },
+        headers=h,
+    )
+    params = cloud.follow_authorize(put.json()["authorization_url"])
+    msal = cloud_api.app.state.runtime.msal
+    real = msal.redeem
+
+    async def other_tenant(*args: Any, **kwargs: Any) -> Any:
+        # The identity platform is real; only the token's tenant is swapped, as a token issued
+        # for another directory (a multi-tenant registration) would carry.
+        result, cache = await real(*args, **kwargs)
+        result["id_token_claims"] = {
+            **result["id_token_claims"],
+            "tid": "11111111-2222-3333-4444-555555555555",
+        }
+        return result, cache
+
+    monkeypatch.setattr(msal, "redeem", other_tenant)
+    resp = await cloud_api.client.post("/integration/callback", data=params)
+    assert resp.status_code == 400 and "not the configured tenant" in resp.text
+    body = (await cloud_api.client.get("/api/v1/integration", headers=h)).json()
+    assert body["status"] == "awaiting_consent" and body["last_error"]["code"] == "wrong_tenant"
+
+
+async def test_enable_unfreezes_active_sections_and_queues_a_resync(
+    sync_api: Api, cloud: Cloud
+) -> None:
+    from tests.sync.helpers import scenario
+
+    s = await scenario(sync_api, cloud, users=4, groups=0, seed=2)
+    await s.put_rules("user-sync", {"enabled": True})
+    await s.run_worker()
+    synced_before = await s.synced()
+    assert (
+        await s.api.client.post("/api/v1/integration/disable", json={}, headers=s.h)
+    ).status_code == 200
+    assert all(
+        e["managed_by"] == "entra_frozen" for e in await s.extensions() if e["entra_user_id"]
+    )
+    for method, path, body in [
+        ("PUT", "/api/v1/integration/user-sync", {"enabled": True}),
+        ("PUT", "/api/v1/integration/deletion-guard", {"enabled": True}),
+        ("POST", "/api/v1/integration/user-sync/pause", {}),
+        ("POST", "/api/v1/integration/sync", {}),
+    ]:
+        r = await s.api.client.request(method, path, json=body, headers=s.h)
+        assert r.status_code == 409 and r.json()["code"] == "integration_disabled", path
+    enabled = await s.api.client.post("/api/v1/integration/enable", headers=s.h)
+    assert enabled.status_code == 202
+    [run] = await s.run_worker()
+    assert run["id"] == enabled.json()["cleanup_run_id"] and run["trigger"] == "resync"
+    assert set(await s.synced()) == set(synced_before)
+
+
+async def test_disable_with_deletion_runs_the_cleanup_and_keeps_history(
+    sync_api: Api, cloud: Cloud
+) -> None:
+    from tests.sync.helpers import scenario
+
+    s = await scenario(sync_api, cloud, users=4, groups=0, seed=2)
+    await s.put_rules("user-sync", {"enabled": True})
+    [initial] = await s.run_worker()
+    manual = await make_ext(s.api, s.h, "5")
+    resp = await s.api.client.post(
+        "/api/v1/integration/disable", json={"delete_extensions": True}, headers=s.h
+    )
+    [cleanup] = await s.run_worker()
+    assert (
+        cleanup["id"] == resp.json()["cleanup_run_id"]
+        and cleanup["users"]["deleted"] == initial["users"]["created"]
+    )
+    assert [e["id"] for e in await s.extensions()] == [manual["id"]]
+    changes = (
+        await s.api.client.get(f"/api/v1/sync-runs/{cleanup['id']}/changes", headers=s.h)
+    ).json()["items"]
+    assert {c["action"] for c in changes} == {"delete"} and len(changes) == cleanup["users"][
+        "deleted"
+    ]
+    await s.api.client.post("/api/v1/integration/disconnect", json={}, headers=s.h)
+    history = (await s.api.client.get("/api/v1/sync-runs", headers=s.h)).json()["items"]
+    assert {r["id"] for r in history} >= {initial["id"], cleanup["id"]}

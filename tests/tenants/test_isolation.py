@@ -94,3 +94,44 @@ async def test_group_members_and_visibility_cannot_reference_foreign_objects(api
         headers=owner,
     )
     assert resp.status_code == 422 and resp.json()["ids"] == [foreign_group["id"]]
+
+
+@pytest.mark.parametrize(
+    "method, suffix",
+    [
+        ("GET", ""),
+        ("GET", "/changes"),
+        ("GET", "/events"),
+        ("POST", "/cancel"),
+        ("POST", "/approve"),
+        ("POST", "/reject"),
+    ],
+)
+async def test_sync_runs_of_another_pbx_are_not_found(
+    api: Api, database_url: str, method: str, suffix: str
+) -> None:
+    from app.db import create_engine, sessionmaker
+    from app.sync.models import SyncRun
+
+    owner, _ = await api.new_pbx()
+    _, intruder = await api.new_pbx()
+    engine = create_engine(database_url)
+    async with sessionmaker(engine)() as session:
+        run = SyncRun(
+            pbx_id=owner["id"],
+            trigger="manual",
+            status="queued",
+            scopes=["users"],
+            progress={},
+            counts={},
+            failures=[],
+            warnings=[],
+        )
+        session.add(run)
+        await session.commit()
+        run_id = run.id
+    await engine.dispose()
+    resp = await api.client.request(method, f"/api/v1/sync-runs/{run_id}{suffix}", headers=intruder)
+    assert resp.status_code == 404 and resp.json()["code"] == "not_found"
+    listed = await api.client.get("/api/v1/sync-runs", headers=intruder)
+    assert listed.json()["items"] == []
