@@ -222,3 +222,31 @@ def contacts_query(
 async def get_contact(session: AsyncSession, book_id: str, contact_id: str) -> Contact | None:
     stmt = select(Contact).where(Contact.phonebook_id == book_id, Contact.id == contact_id)
     return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def numbers_in_use(session: AsyncSession, pbx_id: str) -> set[str]:
+    stmt = select(Extension.number).where(Extension.pbx_id == pbx_id)
+    return set((await session.execute(stmt)).scalars())
+
+
+async def email_keys_in_use(session: AsyncSession, pbx_id: str) -> set[str]:
+    stmt = select(Extension.email_key).where(
+        Extension.pbx_id == pbx_id, Extension.email_key.is_not(None)
+    )
+    return {k for k in (await session.execute(stmt)).scalars() if k}
+
+
+async def synced_entra_ids(session: AsyncSession, pbx_id: str) -> set[str]:
+    stmt = select(Extension.entra_id).where(
+        Extension.pbx_id == pbx_id, Extension.managed_by == "entra"
+    )
+    return {i for i in (await session.execute(stmt)).scalars() if i}
+
+
+async def count_synced(session: AsyncSession, pbx_id: str) -> int:
+    stmt = (
+        select(func.count())
+        .select_from(Extension)
+        .where(Extension.pbx_id == pbx_id, Extension.managed_by == "entra")
+    )
+    return int((await session.execute(stmt)).scalar_one())

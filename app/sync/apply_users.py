@@ -1,9 +1,14 @@
-"""Writing a user plan: bulk statements in the caller's transaction, one change-log row per object."""
+"""Writing a user plan: bulk statements in the caller's transaction, one change-log row per object.
+
+Rows are built and written a chunk at a time, so memory stays flat however large the plan.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import Any, TypeVar
 
 from sqlalchemy import delete, insert, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,13 +17,71 @@ from app.db import new_id, table_of, utcnow
 from app.directory.models import Extension
 from app.sync import repository as repo
 from app.sync.models import Outbox
-from app.sync.plan_users import UserPlan
+from app.sync.plan_users import NewExtension, UserPlan
 
 CHUNK = 1000
+T = TypeVar("T")
 
 
-def _chunks(items: list[Any], size: int = CHUNK) -> list[list[Any]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
+def chunks(items: Iterable[T], size: int = CHUNK) -> Iterator[list[T]]:
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _label(first: str | None, last: str | None) -> str:
+    return " ".join(filter(None, [first, last]))
+
+
+class _ChangeLog:
+    def __init__(self, session: AsyncSession, pbx_id: str, run_id: str, now: datetime) -> None:
+        self.session = session
+        self.base = {
+            "run_id": run_id,
+            "pbx_id": pbx_id,
+            "object_type": "extension",
+            "created_at": now,
+        }
+        self.rows: list[dict[str, Any]] = []
+
+    async def add(
+        self,
+        action: str,
+        object_id: str,
+        entra_id: str | None,
+        name: str | None,
+        fields: dict[str, Any],
+    ) -> None:
+        self.rows.append(
+            {
+                **self.base,
+                "action": action,
+                "object_id": object_id,
+                "entra_id": entra_id,
+                "display_name": name,
+                "fields": fields,
+            }
+        )
+        if len(self.rows) >= CHUNK:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if self.rows:
+            await repo.add_changes(self.session, self.rows)
+            self.rows = []
+
+
+def _welcome_status(create: NewExtension, send_welcome: bool, mail_configured: bool) -> str | None:
+    if not send_welcome:
+        return None
+    if not create.email:
+        return "no_address"
+    return "pending" if mail_configured else "not_sent"
 
 
 async def apply_users(
@@ -31,48 +94,25 @@ async def apply_users(
     send_welcome: bool,
     mail_configured: bool,
     known_failures: set[str] | None = None,
-) -> dict[str, str]:
-    """Apply the plan; returns {extension id: entra id} of the created extensions."""
+) -> int:
+    """Apply the plan; returns how many extensions were created."""
     now = utcnow()
-    changes: list[dict[str, Any]] = []
-
-    def change(
-        action: str, object_id: str, entra_id: str | None, name: str | None, fields: dict[str, Any]
-    ) -> None:
-        changes.append(
-            {
-                "run_id": run_id,
-                "pbx_id": pbx_id,
-                "action": action,
-                "object_type": "extension",
-                "object_id": object_id,
-                "entra_id": entra_id,
-                "display_name": name,
-                "fields": fields,
-                "created_at": now,
-            }
-        )
-
-    def label(first: str | None, last: str | None) -> str:
-        return " ".join(filter(None, [first, last]))
+    log = _ChangeLog(session, pbx_id, run_id, now)
 
     if apply_deletes and plan.deletes:
-        ids = [r.ext.id for r in plan.deletes]
-        for chunk in _chunks(ids):
+        for gone in chunks(plan.deletes):
+            ids = [r.ext.id for r in gone]
             await session.execute(
-                delete(Extension).where(Extension.pbx_id == pbx_id, Extension.id.in_(chunk))
+                delete(Extension).where(Extension.pbx_id == pbx_id, Extension.id.in_(ids))
             )
-        for r in plan.deletes:
-            change(
-                "delete",
-                r.ext.id,
-                r.ext.entra_id,
-                label(r.ext.first_name, r.ext.last_name),
-                {"reason": [None, r.reason]},
-            )
+            for r in gone:
+                name = _label(r.ext.first_name, r.ext.last_name)
+                await log.add(
+                    "delete", r.ext.id, r.ext.entra_id, name, {"reason": [None, r.reason]}
+                )
 
-    if plan.releases:
-        rows = [
+    for released in chunks(plan.releases):
+        release_rows = [
             {
                 "id": r.ext.id,
                 "managed_by": "pbx",
@@ -80,53 +120,47 @@ async def apply_users(
                 "entra_id": None,
                 "updated_at": now,
             }
-            for r in plan.releases
+            for r in released
         ]
-        for chunk in _chunks(rows):
-            await session.execute(update(Extension), chunk)
-        for r in plan.releases:
-            change(
+        await session.execute(update(Extension), release_rows)
+        for r in released:
+            fields = {"managed_by": ["entra", "pbx"], "reason": [None, r.reason]}
+            await log.add(
                 "release",
                 r.ext.id,
                 r.ext.entra_id,
-                label(r.ext.first_name, r.ext.last_name),
-                {"managed_by": ["entra", "pbx"], "reason": [None, r.reason]},
+                _label(r.ext.first_name, r.ext.last_name),
+                fields,
             )
 
-    # Bulk UPDATE by primary key wants one key set per statement.
-    by_keys: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
-    for u in plan.updates:
-        row: dict[str, Any] = {"id": u.ext.id, "updated_at": now}
-        for name, (_, new) in u.fields.items():
-            row[name] = new
-            if name == "email":
-                row["email_key"] = new.lower() if new else None
-        if u.associate:
-            row.update(managed_by="entra", entra_id=u.entra_id, former_entra_id=None)
-        by_keys[tuple(sorted(row))].append(row)
-    for rows in by_keys.values():
-        for chunk in _chunks(rows):
-            await session.execute(update(Extension), chunk)
-    for u in plan.updates:
-        fields = {k: [old, new] for k, (old, new) in u.fields.items()}
-        if u.associate:
-            fields["managed_by"] = [u.ext.managed_by, "entra"]
-        first = u.fields.get("first_name", (None, u.ext.first_name))[1]
-        last = u.fields.get("last_name", (None, u.ext.last_name))[1]
-        change("update", u.ext.id, u.entra_id, label(first, last), fields)
+    for changed in chunks(plan.updates):
+        # Bulk UPDATE by primary key wants one key set per statement.
+        by_keys: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+        for u in changed:
+            row: dict[str, Any] = {"id": u.ext.id, "updated_at": now}
+            for name, (_, new) in u.fields.items():
+                row[name] = new
+                if name == "email":
+                    row["email_key"] = new.lower() if new else None
+            if u.associate:
+                row.update(managed_by="entra", entra_id=u.entra_id, former_entra_id=None)
+            by_keys[tuple(sorted(row))].append(row)
+        for same_keys in by_keys.values():
+            await session.execute(update(Extension), same_keys)
+        for u in changed:
+            changed_fields = {k: [old, new] for k, (old, new) in u.fields.items()}
+            if u.associate:
+                changed_fields["managed_by"] = [u.ext.managed_by, "entra"]
+            first = u.fields.get("first_name", (None, u.ext.first_name))[1]
+            last = u.fields.get("last_name", (None, u.ext.last_name))[1]
+            await log.add("update", u.ext.id, u.entra_id, _label(first, last), changed_fields)
 
-    created: dict[str, str] = {}
-    if plan.creates:
-        rows = []
-        outbox = []
-        for c in plan.creates:
+    for created in chunks(plan.creates):
+        rows: list[dict[str, Any]] = []
+        outbox: list[dict[str, Any]] = []
+        for c in created:
             ext_id = new_id()
-            created[ext_id] = c.entra_id
-            status = None
-            if send_welcome:
-                status = (
-                    "no_address" if not c.email else ("pending" if mail_configured else "not_sent")
-                )
+            status = _welcome_status(c, send_welcome, mail_configured)
             rows.append(
                 {
                     "id": ext_id,
@@ -160,23 +194,19 @@ async def apply_users(
                         "created_at": now,
                     }
                 )
-            change(
-                "create",
-                ext_id,
-                c.entra_id,
-                label(c.first_name, c.last_name),
-                {
-                    k: [None, getattr(c, k)]
-                    for k in ("number", "first_name", "last_name", "email", "mobile", "job_title")
-                },
+        await session.execute(insert(table_of(Extension)), rows)
+        if outbox:
+            await session.execute(insert(table_of(Outbox)), outbox)
+        for new_row, c in zip(rows, created, strict=True):
+            new_fields = {
+                k: [None, new_row[k]]
+                for k in ("number", "first_name", "last_name", "email", "mobile", "job_title")
+            }
+            await log.add(
+                "create", new_row["id"], c.entra_id, _label(c.first_name, c.last_name), new_fields
             )
-        for chunk in _chunks(rows):
-            await session.execute(insert(table_of(Extension)), chunk)
-        for chunk in _chunks(outbox):
-            await session.execute(insert(table_of(Outbox)), chunk)
+    await log.flush()
 
-    for chunk in _chunks(changes):
-        await repo.add_changes(session, chunk)
     failures = [
         {
             "pbx_id": pbx_id,
@@ -184,10 +214,11 @@ async def apply_users(
             "entra_id": f.entra_id,
             "code": f.code,
             "message": f.message,
+            "conflict": f.conflict,
             "run_id": run_id,
             "failed_at": now,
         }
         for f in plan.failures
     ]
     await repo.replace_failures(session, pbx_id, "users", plan.settled, failures, known_failures)
-    return created
+    return len(plan.creates)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field, fields
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import metrics
 from app.db import session_scope, utcnow
+from app.directory import repository as directory_repo
 from app.directory.models import Contact, Extension, ExtensionGroup, Phonebook
 from app.graph.auth import TokenError
 from app.graph.client import GraphClient
@@ -25,14 +27,13 @@ from app.sync import repository as repo
 from app.sync.apply_users import apply_users
 from app.sync.fetch_users import fetch_users
 from app.sync.guard import over_bounds
-from app.sync.models import SyncRun
+from app.sync.models import SyncFailure, SyncRun
 from app.sync.plan_users import UserPlan, UserRules, plan_users
 from app.sync.users_model import PbxExtension
 from app.tenants.models import Pbx
 
 log = logging.getLogger("pbx_entra.sync")
 MAX_REPORTED_FAILURES = 1000
-PROGRESS_EVERY = 1000
 
 
 class ScopeFailed(Exception):
@@ -74,6 +75,55 @@ async def current_extensions(session: AsyncSession, pbx_id: str) -> list[PbxExte
     cols = [getattr(Extension, name) for name in names]
     rows = await session.execute(select(*cols).where(Extension.pbx_id == pbx_id))
     return [PbxExtension(**dict(zip(names, row, strict=True))) for row in rows]
+
+
+async def touched_extensions(
+    session: AsyncSession, pbx_id: str, entra_ids: set[str], email_keys: set[str]
+) -> list[PbxExtension]:
+    """The extensions that follow, followed, or share an address with these users."""
+    names = [f.name for f in fields(PbxExtension)]
+    cols = [getattr(Extension, name) for name in names]
+    found: dict[str, PbxExtension] = {}
+    for column, values in (
+        (Extension.entra_id, entra_ids),
+        (Extension.former_entra_id, entra_ids),
+        (Extension.email_key, email_keys),
+    ):
+        ordered = sorted(values)
+        for i in range(0, len(ordered), 500):
+            stmt = select(*cols).where(Extension.pbx_id == pbx_id, column.in_(ordered[i : i + 500]))
+            for row in await session.execute(stmt):
+                ext = PbxExtension(**dict(zip(names, row, strict=True)))
+                found[ext.id] = ext
+    return list(found.values())
+
+
+class ProgressWriter:
+    """Progress goes to the database without holding up the fetch: one write in flight at a
+    time, always of the latest count."""
+
+    def __init__(self, runtime: Runtime, run_id: str, phase: str) -> None:
+        self.runtime = runtime
+        self.run_id = run_id
+        self.phase = phase
+        self.latest = 0
+        self.written = 0
+        self.task: asyncio.Task[None] | None = None
+
+    async def report(self, done: int) -> None:
+        self.latest = done
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._write())
+
+    async def _write(self) -> None:
+        while self.written != self.latest:
+            value = self.latest
+            await set_progress(self.runtime, self.run_id, self.phase, value, None)
+            self.written = value
+
+    async def close(self) -> None:
+        if self.task is not None:
+            await self.task
 
 
 async def set_progress(
@@ -170,15 +220,27 @@ class RunExecutor:
             run.locked_by = None
             run.locked_until = None
 
-    async def _progress_cb(self, phase: str):  # type: ignore[no-untyped-def]
-        last = [0]
-
-        async def cb(done: int) -> None:
-            if done - last[0] >= PROGRESS_EVERY:
-                last[0] = done
-                await set_progress(self.runtime, self.run_id, phase, done, None)
-
-        return cb
+    async def _worth_retrying(
+        self, session: AsyncSession, failed: dict[str, SyncFailure], max_extensions: int
+    ) -> set[str]:
+        """Failed users whose obstacle is on the PBX side and is gone now: re-read them by id.
+        (Failures that only Entra can fix come back through the delta round anyway.)"""
+        if not failed:
+            return set()
+        numbers = await directory_repo.numbers_in_use(session, self.pbx_id)
+        emails = await directory_repo.email_keys_in_use(session, self.pbx_id)
+        free_seats = max_extensions - len(numbers)
+        retry = set()
+        for entra_id in sorted(failed):
+            f = failed[entra_id]
+            if f.code == "capacity_exceeded" and free_seats > 0:
+                free_seats -= 1
+                retry.add(entra_id)
+            elif (
+                f.code == "extension_number_taken" and f.conflict and f.conflict not in numbers
+            ) or (f.code == "email_taken" and f.conflict and f.conflict not in emails):
+                retry.add(entra_id)
+        return retry
 
     # Users --------------------------------------------------------------------------------
 
@@ -202,59 +264,80 @@ class RunExecutor:
             ).model_dump()
             delta_link = await repo.delta_link(session, self.pbx_id, "users")
             failed = await repo.failures(session, self.pbx_id, "users")
-            managed_ids = set(
-                (
-                    await session.execute(
-                        select(Extension.entra_id).where(
-                            Extension.pbx_id == self.pbx_id, Extension.managed_by == "entra"
-                        )
-                    )
-                ).scalars()
-            )
+            pbx = await session.get(Pbx, self.pbx_id)
+            assert pbx is not None
+            max_extensions = pbx.max_extensions
             full = (
                 rule.needs_full_sync or self.trigger in ("initial", "resync") or delta_link is None
             )
+            managed_ids: set[str] = set()
+            retry: set[str] = set()
+            if not full:
+                if rules.range_mode == "groups":
+                    managed_ids = await directory_repo.synced_entra_ids(session, self.pbx_id)
+                retry = await self._worth_retrying(session, failed, max_extensions)
         await set_progress(self.runtime, self.run_id, "users", 0, None)
         t0 = time.perf_counter()
+        progress = ProgressWriter(self.runtime, self.run_id, "users")
         try:
             fetched = await fetch_users(
                 self.graph,
                 rules,
                 delta_link=delta_link,
                 full=full,
-                retry_ids=set(failed),
-                managed_ids={m for m in managed_ids if m},
-                progress=await self._progress_cb("users"),
+                retry_ids=retry,
+                managed_ids=managed_ids,
+                progress=progress.report,
             )
         except GraphError as exc:
             raise ScopeFailed("graph_error", f"{exc.status} {exc.code}: {exc.message}") from None
         except TokenError as exc:
             raise ScopeFailed("token_error", f"{exc.code}: {exc.message}") from None
+        finally:
+            await progress.close()
         self.timings["fetch"] = time.perf_counter() - t0
         self.report.warnings += [
             {"scope": "users", "source_id": None, **w} for w in fetched.warnings
         ]
-        await set_progress(
-            self.runtime,
-            self.run_id,
-            "applying",
-            len(fetched.input.users),
-            len(fetched.input.users),
-        )
+        seen = len(fetched.input.users) + len(fetched.input.removed)
+        await set_progress(self.runtime, self.run_id, "applying", seen, seen)
 
         async with session_scope(self.runtime.sessionmaker) as session:
-            pbx = await session.get(Pbx, self.pbx_id)
-            assert pbx is not None
             t1 = time.perf_counter()
-            current = await current_extensions(session, self.pbx_id)
-            plan = plan_users(fetched.input, current, rules, pbx.max_extensions)
+            if fetched.full:
+                current = await current_extensions(session, self.pbx_id)
+                numbers, seats = None, None
+                synced = sum(1 for e in current if e.managed_by == "entra")
+            else:
+                # An incremental run reads only the extensions its users touch.
+                ids = set(fetched.input.users) | set(fetched.input.removed)
+                emails = {(u.mail or u.upn or "").lower() for u in fetched.input.users.values()} - {
+                    ""
+                }
+                current = await touched_extensions(session, self.pbx_id, ids, emails)
+                numbers = await directory_repo.numbers_in_use(session, self.pbx_id)
+                seats = len(numbers)
+                synced = await directory_repo.count_synced(session, self.pbx_id)
+            plan = plan_users(
+                fetched.input,
+                current,
+                rules,
+                max_extensions,
+                numbers_in_use=numbers,
+                seats_used=seats,
+            )
             self.timings["plan"] = time.perf_counter() - t1
-            synced = sum(1 for e in current if e.managed_by == "entra")
             hold = over_bounds(len(plan.deletes), synced, guard)
             if hold:
                 # Held deletions keep their numbers, seats and addresses until approved.
                 plan = plan_users(
-                    fetched.input, current, rules, pbx.max_extensions, free_deleted=False
+                    fetched.input,
+                    current,
+                    rules,
+                    max_extensions,
+                    free_deleted=False,
+                    numbers_in_use=numbers,
+                    seats_used=seats,
                 )
             self._report_users(plan, hold)
             if self.dry_run:
@@ -281,7 +364,7 @@ class RunExecutor:
                 rule_row.needs_full_sync = hold
             self.timings["apply"] = time.perf_counter() - t2
         for action, n in (
-            ("create", len(created)),
+            ("create", created),
             ("update", len(plan.updates)),
             ("delete", 0 if hold else len(plan.deletes)),
         ):

@@ -89,6 +89,8 @@ class SyncFailure(Base):
     entra_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     code: Mapped[str] = mapped_column(String(48))
     message: Mapped[str] = mapped_column(Text)
+    # The number or email address that was taken: a retry is worth it once it is free.
+    conflict: Mapped[str | None] = mapped_column(String(320))
     run_id: Mapped[str | None] = mapped_column(String(36))
     failed_at: Mapped[datetime] = mapped_column(default=utcnow)
 

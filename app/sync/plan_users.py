@@ -72,6 +72,8 @@ class Failure:
     display_name: str | None
     code: str
     message: str
+    # What was contested: the number (extension_number_taken) or email key (email_taken).
+    conflict: str | None = None
 
 
 @dataclass
@@ -161,15 +163,20 @@ def plan_users(
     max_extensions: int,
     *,
     free_deleted: bool = True,
+    numbers_in_use: set[str] | None = None,
+    seats_used: int | None = None,
 ) -> UserPlan:
     """Plan one run. With `free_deleted` off (deletions held), what the deletions would free —
-    numbers, seats, email addresses — stays taken."""
+    numbers, seats, email addresses — stays taken.
+
+    An incremental run passes only the extensions its users touch (by Entra id, former Entra id
+    or email) as `current`, with every number in use and the seat count of the whole PBX."""
     plan = UserPlan()
     managed = {e.entra_id: e for e in current if e.managed_by == "entra" and e.entra_id}
     former = {e.former_entra_id: e for e in current if e.managed_by == "pbx" and e.former_entra_id}
     by_email = {e.email_key: e for e in current if e.email_key}
-    numbers = {e.number for e in current}
-    seats = len(current)
+    numbers = set(numbers_in_use) if numbers_in_use is not None else {e.number for e in current}
+    seats = seats_used if seats_used is not None else len(current)
 
     def remove(ext: PbxExtension, reason: str, delete: bool) -> None:
         nonlocal seats
@@ -246,6 +253,7 @@ def plan_users(
                         user.display_name,
                         "email_taken",
                         f"Extension {holder.number} already uses {wanted['email']}.",
+                        conflict=key,
                     )
                 )
             continue
@@ -277,6 +285,7 @@ def plan_users(
                         user.display_name,
                         "extension_number_taken",
                         f"Extension number {number} is in use.",
+                        conflict=number,
                     )
                 )
                 continue
@@ -321,6 +330,7 @@ def _update(
                     user.display_name,
                     "email_taken",
                     f"Extension {holder.number} already uses {wanted['email']}.",
+                    conflict=key,
                 )
             )
             return

@@ -204,6 +204,7 @@ def upgrade() -> None:
     sa.Column('entra_id', sa.String(length=64), nullable=False),
     sa.Column('code', sa.String(length=48), nullable=False),
     sa.Column('message', sa.Text(), nullable=False),
+    sa.Column('conflict', sa.String(length=320), nullable=True),
     sa.Column('run_id', sa.String(length=36), nullable=True),
     sa.Column('failed_at', app.db.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['pbx_id'], ['pbxes.id'], name=op.f('fk_sync_failures_pbx_id_pbxes'), ondelete='CASCADE'),
