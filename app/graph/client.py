@@ -6,6 +6,7 @@ It knows nothing of PBXes: it is given a token source and a request budget for r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -202,20 +203,30 @@ class GraphClient:
         params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
     ) -> AsyncIterator[Page]:
-        """Follow @odata.nextLink to the end (and expose a final @odata.deltaLink)."""
-        url: str | None = path_or_url
-        query = params
-        while url:
-            body = await self.get(url, params=query, headers=headers)
-            query = None  # nextLink and deltaLink carry the whole query
-            next_link = body.get("@odata.nextLink")
-            yield Page(
-                items=body.get("value", []),
-                next_link=next_link,
-                delta_link=body.get("@odata.deltaLink"),
-                raw=body,
-            )
-            url = next_link
+        """Follow @odata.nextLink to the end (and expose a final @odata.deltaLink).
+
+        The next page is requested as soon as this one is parsed, so the caller's work on a
+        page overlaps the wait for the next one."""
+        pending: asyncio.Task[dict[str, Any]] | None = asyncio.create_task(
+            self.get(path_or_url, params=params, headers=headers)
+        )
+        try:
+            while pending is not None:
+                body = await pending
+                next_link = body.get("@odata.nextLink")
+                # nextLink and deltaLink carry the whole query.
+                pending = asyncio.create_task(self.get(next_link, headers=headers)) if next_link else None
+                yield Page(
+                    items=body.get("value", []),
+                    next_link=next_link,
+                    delta_link=body.get("@odata.deltaLink"),
+                    raw=body,
+                )
+        finally:
+            if pending is not None and not pending.done():
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError, GraphError):
+                    await pending
 
     async def batch(self, requests: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         """Run GET sub-requests through $batch (20 a call); throttled ones are retried alone."""

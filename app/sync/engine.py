@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app import metrics
 from app.db import session_scope, utcnow
@@ -100,7 +100,7 @@ async def touched_extensions(
 
 class ProgressWriter:
     """Progress goes to the database without holding up the fetch: one write in flight at a
-    time, always of the latest count."""
+    time, always of the latest count, on a connection of its own (autocommit)."""
 
     def __init__(self, runtime: Runtime, run_id: str, phase: str) -> None:
         self.runtime = runtime
@@ -109,6 +109,8 @@ class ProgressWriter:
         self.latest = 0
         self.written = 0
         self.task: asyncio.Task[None] | None = None
+        self.conn: AsyncConnection | None = None
+        self.stmt = update(SyncRun).where(SyncRun.id == run_id)
 
     async def report(self, done: int) -> None:
         self.latest = done
@@ -116,14 +118,21 @@ class ProgressWriter:
             self.task = asyncio.create_task(self._write())
 
     async def _write(self) -> None:
+        if self.conn is None:
+            engine = self.runtime.sessionmaker.kw["bind"]
+            self.conn = await engine.connect()
+            await self.conn.execution_options(isolation_level="AUTOCOMMIT")
         while self.written != self.latest:
             value = self.latest
-            await set_progress(self.runtime, self.run_id, self.phase, value, None)
+            progress = {"phase": self.phase, "done": value, "total": None}
+            await self.conn.execute(self.stmt.values(progress=progress))
             self.written = value
 
     async def close(self) -> None:
         if self.task is not None:
             await self.task
+        if self.conn is not None:
+            await self.conn.close()
 
 
 async def set_progress(

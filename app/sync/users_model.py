@@ -35,8 +35,10 @@ def user_select(number_mode: str, number_property: str) -> str:
     return ",".join(fields)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EntraUser:
+    """One user as Graph lists it (slots, not frozen: 100k of them are built per full run)."""
+
     id: str
     display_name: str | None
     given_name: str | None
@@ -61,18 +63,19 @@ class EntraUser:
                 value = (raw or {}).get(number_property)
             else:
                 value = raw
+        get = item.get
         return cls(
-            id=item["id"],
-            display_name=item.get("displayName"),
-            given_name=item.get("givenName"),
-            surname=item.get("surname"),
-            mail=item.get("mail"),
-            upn=item.get("userPrincipalName"),
-            user_type=item.get("userType"),
-            enabled=item.get("accountEnabled") is not False,
-            mobile=item.get("mobilePhone"),
-            job_title=item.get("jobTitle"),
-            number_value=str(value) if value not in (None, "") else None,
+            item["id"],
+            get("displayName"),
+            get("givenName"),
+            get("surname"),
+            get("mail"),
+            get("userPrincipalName"),
+            get("userType"),
+            get("accountEnabled") is not False,
+            get("mobilePhone"),
+            get("jobTitle"),
+            str(value) if value not in (None, "") else None,
         )
 
 
