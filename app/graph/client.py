@@ -215,7 +215,9 @@ class GraphClient:
                 body = await pending
                 next_link = body.get("@odata.nextLink")
                 # nextLink and deltaLink carry the whole query.
-                pending = asyncio.create_task(self.get(next_link, headers=headers)) if next_link else None
+                pending = (
+                    asyncio.create_task(self.get(next_link, headers=headers)) if next_link else None
+                )
                 yield Page(
                     items=body.get("value", []),
                     next_link=next_link,

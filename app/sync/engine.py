@@ -25,7 +25,7 @@ from app.integration.tokens import graph_for
 from app.runtime import Runtime
 from app.sync import repository as repo
 from app.sync.apply_users import apply_users
-from app.sync.fetch_users import fetch_users
+from app.sync.fetch_users import GROUP_LINK_PREFIX, fetch_users
 from app.sync.guard import over_bounds
 from app.sync.models import SyncFailure, SyncRun
 from app.sync.plan_users import UserPlan, UserRules, plan_users
@@ -281,9 +281,11 @@ class RunExecutor:
             )
             managed_ids: set[str] = set()
             retry: set[str] = set()
+            group_links: dict[str, str] = {}
             if not full:
                 if rules.range_mode == "groups":
                     managed_ids = await directory_repo.synced_entra_ids(session, self.pbx_id)
+                    group_links = await repo.delta_links(session, self.pbx_id, GROUP_LINK_PREFIX)
                 retry = await self._worth_retrying(session, failed, max_extensions)
         await set_progress(self.runtime, self.run_id, "users", 0, None)
         t0 = time.perf_counter()
@@ -297,6 +299,8 @@ class RunExecutor:
                 retry_ids=retry,
                 managed_ids=managed_ids,
                 progress=progress.report,
+                group_links=group_links,
+                failed_ids=set(failed),
             )
         except GraphError as exc:
             raise ScopeFailed("graph_error", f"{exc.status} {exc.code}: {exc.message}") from None
@@ -367,6 +371,10 @@ class RunExecutor:
                 await self._hold(session, plan)
             if fetched.delta_link:
                 await repo.save_delta_link(session, self.pbx_id, "users", fetched.delta_link)
+            if fetched.replace_group_links or rules.range_mode != "groups":
+                await repo.drop_delta_links(session, self.pbx_id, GROUP_LINK_PREFIX)
+            for resource, link in fetched.group_links.items():
+                await repo.save_delta_link(session, self.pbx_id, resource, link)
             rule_row = await session.get(SyncRule, (self.pbx_id, "user_sync"))
             if rule_row is not None:
                 # Held deletions are not in the next delta round: list everything next time.

@@ -17,12 +17,20 @@ Progress = Callable[[int], Awaitable[None]]
 PAGE_SIZE = 999
 
 
+GROUP_LINK_PREFIX = "users:groups:"
+GROUP_FILTER_MAX = 50  # ids per $filter of a groups delta query (group-delta.md)
+
+
 @dataclass
 class UserFetch:
     input: UserInput
     delta_link: str | None
     full: bool
     warnings: list[dict[str, str]] = field(default_factory=list)
+    # Delta links following the range groups' membership (range "groups" only), by resource
+    # name; `replace_group_links` when they were taken anew (the tracked groups changed).
+    group_links: dict[str, str] = field(default_factory=dict)
+    replace_group_links: bool = False
 
 
 async def _noop(_: int) -> None:
@@ -58,23 +66,50 @@ async def read_by_ids(
     return found, gone
 
 
-async def group_members(graph: GraphClient, group_ids: list[str]) -> tuple[set[str], list[str]]:
-    """Transitive user members of the groups (nested groups count); the ids of missing groups."""
+async def group_members(
+    graph: GraphClient, group_ids: list[str]
+) -> tuple[set[str], set[str], list[str]]:
+    """Transitive members of the groups (nested groups count): the users, the nested groups,
+    and the ids of groups that no longer exist. Paged, never `$expand`ed."""
     members: set[str] = set()
+    nested: set[str] = set()
     missing: list[str] = []
     for gid in group_ids:
         try:
             async for page in graph.pages(
-                f"groups/{gid}/transitiveMembers/microsoft.graph.user",
+                f"groups/{gid}/transitiveMembers",
                 {"$select": "id", "$top": str(PAGE_SIZE)},
             ):
-                members.update(item["id"] for item in page.items)
+                for item in page.items:
+                    if item.get("@odata.type") == "#microsoft.graph.group":
+                        nested.add(item["id"])
+                    elif (
+                        item.get("@odata.type", "#microsoft.graph.user") == "#microsoft.graph.user"
+                    ):
+                        members.add(item["id"])
         except GraphError as exc:
             if exc.status == 404:
                 missing.append(gid)
                 continue
             raise
-    return members, missing
+    return members, nested, missing
+
+
+async def group_baselines(graph: GraphClient, group_ids: list[str]) -> dict[str, str]:
+    """Delta links ("from now") following these groups' members, 50 groups a link."""
+    links: dict[str, str] = {}
+    for n, start in enumerate(range(0, len(group_ids), GROUP_FILTER_MAX)):
+        chunk = group_ids[start : start + GROUP_FILTER_MAX]
+        body = await graph.get(
+            "groups/delta",
+            {
+                "$filter": " or ".join(f"id eq '{gid}'" for gid in chunk),
+                "$select": "members",
+                "$deltatoken": "latest",
+            },
+        )
+        links[f"{GROUP_LINK_PREFIX}{n}"] = str(body["@odata.deltaLink"])
+    return links
 
 
 async def fetch_users(
@@ -86,6 +121,8 @@ async def fetch_users(
     retry_ids: set[str],
     managed_ids: set[str],
     progress: Progress = _noop,
+    group_links: dict[str, str] | None = None,
+    failed_ids: set[str] | None = None,
 ) -> UserFetch:
     number_property = rules.number_property if rules.number_mode == "property" else None
     select = user_select(rules.number_mode, rules.number_property)
@@ -93,7 +130,16 @@ async def fetch_users(
     if not full and delta_link:
         try:
             return await _delta(
-                graph, rules, delta_link, select, number_property, retry_ids, managed_ids, progress
+                graph,
+                rules,
+                delta_link,
+                select,
+                number_property,
+                retry_ids,
+                managed_ids,
+                progress,
+                group_links or {},
+                failed_ids or set(),
             )
         except GraphError as exc:
             if not exc.sync_state_lost:
@@ -124,26 +170,73 @@ async def _full(
         for item in page.items:
             users[item["id"]] = EntraUser.from_graph(item, number_property)
         await progress(len(users))
-    in_groups, warnings = await _range_groups(graph, rules)
-    return UserFetch(
-        UserInput(users=users, in_groups=in_groups, full=True), delta_link, True, warnings
-    )
+    result = UserFetch(UserInput(users=users, full=True), delta_link, True)
+    await _expand_range(graph, rules, result)
+    return result
 
 
-async def _range_groups(
-    graph: GraphClient, rules: UserRules
-) -> tuple[frozenset[str] | None, list[dict[str, str]]]:
+async def _expand_range(graph: GraphClient, rules: UserRules, result: UserFetch) -> None:
+    """Range "groups": every range group expanded (transitively), and delta links taken anew
+    on the range groups and their nested groups."""
     if rules.range_mode != "groups":
-        return None, []
-    members, missing = await group_members(graph, sorted(rules.group_ids))
-    warnings = [
+        return
+    range_ids = sorted(rules.group_ids)
+    members, nested, missing = await group_members(graph, range_ids)
+    result.warnings += [
         {
             "code": "range_group_missing",
             "message": f"Group {gid} of the user range no longer exists.",
         }
         for gid in missing
     ]
-    return frozenset(members), warnings
+    tracked = sorted((set(range_ids) - set(missing)) | nested)
+    result.group_links = await group_baselines(graph, tracked)
+    result.replace_group_links = True
+    result.input = UserInput(
+        users=result.input.users,
+        removed=result.input.removed,
+        in_groups=frozenset(members),
+        full=result.input.full,
+    )
+
+
+@dataclass
+class MembershipChanges:
+    added: set[str] = field(default_factory=set)
+    removed: set[str] = field(default_factory=set)
+    # A group joined or left a tracked group, or a tracked group went away.
+    structural: bool = False
+    links: dict[str, str] = field(default_factory=dict)
+
+
+async def _membership_changes(graph: GraphClient, links: dict[str, str]) -> MembershipChanges:
+    out = MembershipChanges(structural=not links)
+    for name, link in sorted(links.items()):
+        new_link = link
+        async for page in graph.pages(link):
+            for item in page.items:
+                if item.get("@removed") is not None:
+                    out.structural = True
+                for member in item.get("members@delta", []):
+                    if member.get("@odata.type") == "#microsoft.graph.group":
+                        out.structural = True
+                    elif member.get("@removed") is not None:
+                        out.removed.add(member["id"])
+                    else:
+                        out.added.add(member["id"])
+            new_link = page.delta_link or new_link
+        out.links[name] = new_link
+    return out
+
+
+async def _still_in_range(graph: GraphClient, user_id: str, range_ids: frozenset[str]) -> bool:
+    async for page in graph.pages(
+        f"users/{user_id}/transitiveMemberOf/microsoft.graph.group",
+        {"$select": "id", "$top": "999"},
+    ):
+        if any(item["id"] in range_ids for item in page.items):
+            return True
+    return False
 
 
 async def _delta(
@@ -155,6 +248,8 @@ async def _delta(
     retry_ids: set[str],
     managed_ids: set[str],
     progress: Progress,
+    group_links: dict[str, str],
+    failed_ids: set[str],
 ) -> UserFetch:
     users: dict[str, EntraUser] = {}
     removed: dict[str, str] = {}
@@ -172,19 +267,32 @@ async def _delta(
                 removed.pop(uid, None)
         new_link = page.delta_link or new_link
         await progress(len(users) + len(removed))
-    in_groups, warnings = await _range_groups(graph, rules)
-    # Re-read by id: last run's failures (a freed number or seat), and users whose group
-    # membership moved them into or out of the range without a change to the user itself.
+    result = UserFetch(UserInput(users=users, removed=removed, full=False), new_link, False)
+    # Re-read by id: last run's failures whose obstacle is gone (a freed number or seat), and
+    # users whose group membership moved them into or out of the range.
     wanted = set(retry_ids)
-    if in_groups is not None:
-        wanted |= in_groups ^ managed_ids
+    if rules.range_mode == "groups":
+        changes = await _membership_changes(graph, group_links)
+        if changes.structural:
+            # Nested groups changed: expand the range again and follow the new set of groups.
+            await _expand_range(graph, rules, result)
+            assert result.input.in_groups is not None
+            wanted |= set(result.input.in_groups) ^ managed_ids
+        else:
+            result.group_links = changes.links
+            entering = changes.added - managed_ids
+            leaving = {
+                uid
+                for uid in sorted((changes.removed - changes.added) & managed_ids)
+                if not await _still_in_range(graph, uid, rules.group_ids)
+            }
+            in_groups = (managed_ids | failed_ids | changes.added) - leaving
+            result.input = UserInput(
+                users=users, removed=removed, in_groups=frozenset(in_groups), full=False
+            )
+            wanted |= entering | leaving
     wanted -= users.keys() | removed.keys()
     found, gone_ids = await read_by_ids(graph, sorted(wanted), select, number_property)
     users.update(found)
     removed.update(gone_ids)
-    return UserFetch(
-        UserInput(users=users, removed=removed, in_groups=in_groups, full=False),
-        new_link,
-        False,
-        warnings,
-    )
+    return result

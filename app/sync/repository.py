@@ -123,6 +123,13 @@ async def delta_link(session: AsyncSession, pbx_id: str, resource: str) -> str |
     return row.link if row else None
 
 
+async def delta_links(session: AsyncSession, pbx_id: str, prefix: str) -> dict[str, str]:
+    stmt = select(DeltaLink).where(
+        DeltaLink.pbx_id == pbx_id, DeltaLink.resource.startswith(prefix)
+    )
+    return {row.resource: row.link for row in (await session.execute(stmt)).scalars()}
+
+
 async def save_delta_link(session: AsyncSession, pbx_id: str, resource: str, link: str) -> None:
     row = await session.get(DeltaLink, (pbx_id, resource))
     if row is None:

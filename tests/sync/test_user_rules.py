@@ -329,3 +329,37 @@ async def test_dry_run_applies_nothing(sync_api: Api, cloud: Cloud) -> None:
     assert changes == []
     real = await s.sync()
     assert real["users"]["created"] == 1 and uid in await s.synced()
+
+
+async def test_group_range_follows_membership_by_delta(sync_api: Api, cloud: Cloud) -> None:
+    s = await small(sync_api, cloud)
+    a, b, c = (new_user(s, n) for n in ("gwen", "gabe", "gina"))
+    team = s.control("POST", "/groups", json={"displayName": "Team", "securityEnabled": True, "mailEnabled": False})["id"]
+    s.control("POST", f"/groups/{team}/members", json={"id": a})
+    await s.put_rules("user-sync", {"enabled": True, "range": {"mode": "groups", "group_ids": [team]}})
+    await s.run_worker()
+    assert set(await s.synced()) == {a}
+
+    # Nothing changed: the run reads the deltas and expands nothing.
+    s.cloud.clear_requests()
+    await s.sync()
+    paths = [r["path"] for r in s.cloud.requests("/v1.0/")]
+    assert "/v1.0/groups/delta" in paths and not any("transitiveMembers" in p for p in paths)
+
+    # A direct member joins: picked up from members@delta, without expanding the group.
+    s.control("POST", f"/groups/{team}/members", json={"id": b})
+    s.cloud.clear_requests()
+    await s.sync()
+    assert set(await s.synced()) == {a, b}
+    assert not any("transitiveMembers" in r["path"] for r in s.cloud.requests("/v1.0/"))
+
+    # A nested group joins: the range is expanded again and the new group is followed too.
+    sub = s.control("POST", "/groups", json={"displayName": "Sub", "securityEnabled": True, "mailEnabled": False})["id"]
+    s.control("POST", f"/groups/{sub}/members", json={"id": c})
+    s.control("POST", f"/groups/{team}/members", json={"id": sub})
+    await s.sync()
+    assert set(await s.synced()) == {a, b, c}
+    # ... so a change inside the nested group is seen next time.
+    s.control("DELETE", f"/groups/{sub}/members/{c}")
+    run = await s.sync()
+    assert set(await s.synced()) == {a, b} and run["users"]["deleted"] == 1
