@@ -348,18 +348,35 @@ async def main() -> None:
     parser.add_argument("--sizes", nargs="+", type=int, default=[10_000, 100_000])
     parser.add_argument("--databases", nargs="+", default=["postgresql", "sqlite"])
     parser.add_argument("--port", type=int, default=18443)
+    parser.add_argument("--one", action="store_true", help="one size and one database, here")
     args = parser.parse_args()
-    results: list[dict[str, Any]] = []
-    for size in args.sizes:
-        workdir = Path(tempfile.mkdtemp(prefix="pbx-entra-bench-"))
-        proc, demo = start_emulator(size, args.port, workdir / "emulator")
-        try:
+    if not args.one:
+        # Each combination in a process of its own, so peak RSS belongs to that run alone.
+        for size in args.sizes:
             for kind in args.databases:
-                await one(kind, size, demo, workdir, results)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
-            shutil.rmtree(workdir, ignore_errors=True)
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--one",
+                    "--sizes",
+                    str(size),
+                    "--databases",
+                    kind,
+                    "--port",
+                    str(args.port),
+                ]
+                subprocess.run(cmd, check=True)
+        return
+    results: list[dict[str, Any]] = []
+    size, kind = args.sizes[0], args.databases[0]
+    workdir = Path(tempfile.mkdtemp(prefix="pbx-entra-bench-"))
+    proc, demo = start_emulator(size, args.port, workdir / "emulator")
+    try:
+        await one(kind, size, demo, workdir, results)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

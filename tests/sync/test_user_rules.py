@@ -334,9 +334,15 @@ async def test_dry_run_applies_nothing(sync_api: Api, cloud: Cloud) -> None:
 async def test_group_range_follows_membership_by_delta(sync_api: Api, cloud: Cloud) -> None:
     s = await small(sync_api, cloud)
     a, b, c = (new_user(s, n) for n in ("gwen", "gabe", "gina"))
-    team = s.control("POST", "/groups", json={"displayName": "Team", "securityEnabled": True, "mailEnabled": False})["id"]
+    team = s.control(
+        "POST",
+        "/groups",
+        json={"displayName": "Team", "securityEnabled": True, "mailEnabled": False},
+    )["id"]
     s.control("POST", f"/groups/{team}/members", json={"id": a})
-    await s.put_rules("user-sync", {"enabled": True, "range": {"mode": "groups", "group_ids": [team]}})
+    await s.put_rules(
+        "user-sync", {"enabled": True, "range": {"mode": "groups", "group_ids": [team]}}
+    )
     await s.run_worker()
     assert set(await s.synced()) == {a}
 
@@ -354,7 +360,11 @@ async def test_group_range_follows_membership_by_delta(sync_api: Api, cloud: Clo
     assert not any("transitiveMembers" in r["path"] for r in s.cloud.requests("/v1.0/"))
 
     # A nested group joins: the range is expanded again and the new group is followed too.
-    sub = s.control("POST", "/groups", json={"displayName": "Sub", "securityEnabled": True, "mailEnabled": False})["id"]
+    sub = s.control(
+        "POST",
+        "/groups",
+        json={"displayName": "Sub", "securityEnabled": True, "mailEnabled": False},
+    )["id"]
     s.control("POST", f"/groups/{sub}/members", json={"id": c})
     s.control("POST", f"/groups/{team}/members", json={"id": sub})
     await s.sync()
