@@ -145,19 +145,24 @@ class Cloud:
         }
 
 
+async def configure(
+    api: Api, tenant: EntraTenant, headers: dict[str, str], **extra: Any
+) -> httpx.Response:
+    """PUT /api/v1/integration with the tenant's app registration (and any extra fields)."""
+    body = {
+        "client_id": tenant.client_id,
+        "tenant_id": tenant.tenant_id,
+        "client_secret": tenant.client_secret,
+        **extra,
+    }
+    return await api.client.put("/api/v1/integration", json=body, headers=headers)
+
+
 async def connect(
     api: Api, cloud: Cloud, tenant: EntraTenant, headers: dict[str, str]
 ) -> dict[str, Any]:
     """PUT the registration, walk the consent (automatic mode), land on the callback."""
-    put = await api.client.put(
-        "/api/v1/integration",
-        json={
-            "client_id": tenant.client_id,
-            "tenant_id": tenant.tenant_id,
-            "client_secret": tenant.client_secret,
-        },
-        headers=headers,
-    )
+    put = await configure(api, tenant, headers)
     assert put.status_code == 200, put.text
     params = cloud.follow_authorize(put.json()["authorization_url"])
     done = await api.client.post("/integration/callback", data=params)

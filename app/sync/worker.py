@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 from datetime import timedelta
 
@@ -17,6 +18,8 @@ from app.sync import runs
 from app.sync.engine import RunExecutor
 
 log = logging.getLogger("pbx_entra.worker")
+CHANGE_LOG_DAYS = 90
+PURGE_EVERY_SECONDS = 3600
 
 
 class Worker:
@@ -35,6 +38,7 @@ class Worker:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._last_purge = float("-inf")
 
     def wake(self) -> None:
         self._wake.set()
@@ -54,6 +58,9 @@ class Worker:
         while not self._stopping:
             try:
                 await self.reap()
+                if time.monotonic() - self._last_purge > PURGE_EVERY_SECONDS:
+                    self._last_purge = time.monotonic()
+                    await self.purge()
                 while await self.run_once():
                     pass
             except Exception:
@@ -92,6 +99,14 @@ class Worker:
             await asyncio.sleep(interval)
             async with session_scope(self.runtime.sessionmaker) as session:
                 await repo.renew_lease(session, run_id, self.name, utcnow() + self.lease)
+
+    async def purge(self) -> int:
+        """The change log is kept 90 days."""
+        async with session_scope(self.runtime.sessionmaker) as session:
+            removed = await repo.purge_changes(session, utcnow() - timedelta(days=CHANGE_LOG_DAYS))
+        if removed:
+            log.info("purged %d change-log rows older than %d days", removed, CHANGE_LOG_DAYS)
+        return removed
 
     async def reap(self) -> int:
         """Runs whose lease ran out lost their worker: mark them interrupted and queue a retry."""

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from app.db import create_engine
-from tests.cloud import Cloud, connect
+from tests.cloud import Cloud, configure, connect
 from tests.conftest import Api
 
 BAD_GUID = "not-a-guid"
@@ -97,15 +97,7 @@ async def test_authorization_url_asks_for_consent_with_pkce_and_readonly_scopes(
 ) -> None:
     tenant = cloud.tenant()
     _, h = await cloud_api.new_pbx()
-    resp = await cloud_api.client.put(
-        "/api/v1/integration",
-        json={
-            "client_id": tenant.client_id,
-            "tenant_id": tenant.tenant_id,
-            "client_secret": tenant.client_secret,
-        },
-        headers=h,
-    )
+    resp = await configure(cloud_api, tenant, h)
     assert resp.status_code == 200 and resp.json()["status"] == "awaiting_consent"
     url = urlparse(resp.json()["authorization_url"])
     q = {k: v[0] for k, v in parse_qs(url.query).items()}
@@ -149,15 +141,7 @@ async def test_connect_end_to_end(cloud_api: Api, cloud: Cloud) -> None:
 async def test_state_is_single_use_and_bound(cloud_api: Api, cloud: Cloud) -> None:
     tenant = cloud.tenant()
     _, h = await cloud_api.new_pbx()
-    put = await cloud_api.client.put(
-        "/api/v1/integration",
-        json={
-            "client_id": tenant.client_id,
-            "tenant_id": tenant.tenant_id,
-            "client_secret": tenant.client_secret,
-        },
-        headers=h,
-    )
+    put = await configure(cloud_api, tenant, h)
     params = cloud.follow_authorize(put.json()["authorization_url"])
     forged = await cloud_api.client.post(
         "/integration/callback", data={**params, "state": "forged"}
@@ -179,15 +163,7 @@ async def test_consent_declined_keeps_awaiting_consent_with_last_error(
 ) -> None:
     tenant = cloud.tenant()
     _, h = await cloud_api.new_pbx()
-    put = await cloud_api.client.put(
-        "/api/v1/integration",
-        json={
-            "client_id": tenant.client_id,
-            "tenant_id": tenant.tenant_id,
-            "client_secret": tenant.client_secret,
-        },
-        headers=h,
-    )
+    put = await configure(cloud_api, tenant, h)
     state = parse_qs(urlparse(put.json()["authorization_url"]).query)["state"][0]
     resp = await cloud_api.client.get(
         "/integration/callback",
@@ -242,15 +218,7 @@ async def test_tenant_cannot_change_and_connected_cannot_be_reconfigured(
     assert (
         await cloud_api.client.put("/api/v1/integration", json=body, headers=h)
     ).status_code == 200
-    moved = await cloud_api.client.put(
-        "/api/v1/integration",
-        json={
-            "client_id": other.client_id,
-            "tenant_id": other.tenant_id,
-            "client_secret": other.client_secret,
-        },
-        headers=h,
-    )
+    moved = await configure(cloud_api, other, h)
     assert moved.status_code == 409 and moved.json()["code"] == "tenant_change_requires_disconnect"
     await connect(cloud_api, cloud, tenant, h)
     again = await cloud_api.client.put("/api/v1/integration", json=body, headers=h)

@@ -12,7 +12,7 @@ from app.db import create_engine, sessionmaker
 from app.directory.models import Extension, ExtensionGroup, Phonebook
 from app.integration.tokens import access_token
 from app.sync.models import SyncRun
-from tests.cloud import Cloud, connect
+from tests.cloud import Cloud, configure, connect
 from tests.conftest import Api
 from tests.directory.helpers import set_managed
 from tests.directory.test_extensions import make_ext
@@ -333,15 +333,7 @@ async def test_secret_removed_before_the_callback_fails_cleanly(
 ) -> None:
     tenant = cloud.tenant()
     _, h = await cloud_api.new_pbx()
-    put = await cloud_api.client.put(
-        "/api/v1/integration",
-        json={
-            "client_id": tenant.client_id,
-            "tenant_id": tenant.tenant_id,
-            "client_secret": tenant.client_secret,
-        },
-        headers=h,
-    )
+    put = await configure(cloud_api, tenant, h)
     params = cloud.follow_authorize(put.json()["authorization_url"])
     cloud.expire_secret(tenant, tenant.secret_key_id)
     resp = await cloud_api.client.post("/integration/callback", data=params)
@@ -360,15 +352,7 @@ async def test_a_token_for_another_tenant_is_refused(
 ) -> None:
     tenant = cloud.tenant()
     _, h = await cloud_api.new_pbx()
-    put = await cloud_api.client.put(
-        "/api/v1/integration",
-        json={
-            "client_id": tenant.client_id,
-            "tenant_id": tenant.tenant_id,
-            "client_secret": tenant.client_secret,
-        },
-        headers=h,
-    )
+    put = await configure(cloud_api, tenant, h)
     params = cloud.follow_authorize(put.json()["authorization_url"])
     msal = cloud_api.app.state.runtime.msal
     real = msal.redeem

@@ -290,3 +290,54 @@ async def test_run_history_is_newest_first_and_paginated(sync_api: Api, cloud: C
     assert seen == list(reversed(made))
     integ = (await s.api.client.get("/api/v1/integration", headers=s.h)).json()
     assert integ["last_sync_run"]["id"] == made[-1]
+
+
+async def test_change_log_is_kept_90_days(sync_api: Api, cloud: Cloud) -> None:
+    from sqlalchemy import func, select, update
+
+    from app.db import utcnow
+    from app.sync.models import SyncChange
+
+    s = await scenario(sync_api, cloud, users=3, groups=0, seed=5)
+    await s.put_rules("user-sync", {"enabled": True})
+    [run] = await s.run_worker()
+    runtime = s.api.app.state.runtime
+    async with session_scope(runtime.sessionmaker) as session:
+        ids = list(
+            (
+                await session.execute(select(SyncChange.id).where(SyncChange.run_id == run["id"]))
+            ).scalars()
+        )
+        assert len(ids) >= 2
+        old = utcnow() - timedelta(days=91)
+        await session.execute(
+            update(SyncChange).where(SyncChange.id == ids[0]).values(created_at=old)
+        )
+    assert await Worker(runtime).purge() == 1
+    async with session_scope(runtime.sessionmaker) as session:
+        left = (await session.execute(select(func.count()).select_from(SyncChange))).scalar_one()
+    assert left == len(ids) - 1
+
+
+async def test_a_taken_number_is_retried_once_it_is_free(sync_api: Api, cloud: Cloud) -> None:
+    s = await scenario(sync_api, cloud, users=0, groups=0, seed=1)
+    uid = new_user(s, "nora", businessPhones=["+1 425 555 0100 x321"])
+    manual = (
+        await s.api.client.post(
+            "/api/v1/extensions", json={"number": "321", "first_name": "Desk"}, headers=s.h
+        )
+    ).json()
+    await s.put_rules(
+        "user-sync", {"enabled": True, "number": {"mode": "property", "property": "businessPhones"}}
+    )
+    [run] = await s.run_worker()
+    assert {f["source_id"]: f["code"] for f in run["failures"]}[uid] == "extension_number_taken"
+    # Nothing frees the number: the next run does not even re-read the user.
+    s.cloud.clear_requests()
+    quiet = await s.sync()
+    assert quiet["graph_requests"] <= 2 and uid not in await s.synced()
+    await s.api.client.delete(f"/api/v1/extensions/{manual['id']}", headers=s.h)
+    s.cloud.clear_requests()
+    again = await s.sync()
+    assert again["users"]["created"] == 1 and (await s.synced())[uid]["number"] == "321"
+    assert any(r["path"].endswith("/$batch") for r in s.cloud.requests("/v1.0/"))
