@@ -65,6 +65,11 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSONType, list[Any]: JSONType}
 
 
+def rowcount(result: Any) -> int:
+    """Rows an UPDATE or DELETE touched (a CursorResult's rowcount)."""
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 def table_of(model: type[Base]) -> Table:
     """The Core table of a mapped class: bulk inserts through it take the executemany path."""
     table = model.__table__

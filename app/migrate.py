@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from alembic import command
@@ -40,10 +39,6 @@ def head_revision() -> str | None:
 def upgrade(database_url: str) -> None:
     """Bring the database to head (runs its own event loop: call from sync code)."""
     command.upgrade(alembic_config(database_url), "head")
-
-
-async def upgrade_async(database_url: str) -> None:
-    await asyncio.to_thread(upgrade, database_url)
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:

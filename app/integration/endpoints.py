@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from app.auth import CurrentPbx, Session
 from app.errors import Conflict, problem
 from app.graph.auth import TokenError
+from app.graph.client import GraphClient
 from app.graph.errors import GraphError
 from app.integration import pickers, rules, service, tokens
 from app.integration import repository as repo
@@ -138,7 +139,7 @@ async def disconnect(
     return result
 
 
-async def _connected_graph(session: Session, runtime: Runtime, pbx_id: str):  # type: ignore[no-untyped-def]
+async def _connected_graph(session: Session, runtime: Runtime, pbx_id: str) -> GraphClient:
     integ = await repo.get(session, pbx_id)
     if integ is None or integ.status != "connected":
         raise Conflict("The integration is not connected.", code="integration_not_connected")
@@ -232,7 +233,7 @@ def _section_routes(section: str, path: str) -> None:
         pbx: CurrentPbx,
         session: Session,
         runtime: RuntimeDep,
-        body: model,  # type: ignore[valid-type]
+        body: BaseModel,
     ) -> dict[str, Any]:
         result, run_id = await rules.put_section(session, runtime, pbx, section, body)
         if run_id:

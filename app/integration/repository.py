@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import utcnow
+from app.db import rowcount, utcnow
 from app.directory.models import Contact, Extension, ExtensionGroup, Phonebook, TeamsPresenceSetting
 from app.integration.models import Integration, OAuthState, SyncRule, TokenCache
 from app.notifications.models import GraphSubscription, NotificationEvent, PendingChanges
@@ -99,7 +99,7 @@ async def set_managed_by(
             .values(managed_by=to)
             .execution_options(synchronize_session=False)
         )
-        total += result.rowcount or 0  # type: ignore[attr-defined]
+        total += rowcount(result)
     return total
 
 
@@ -113,7 +113,7 @@ async def release(session: AsyncSession, pbx_id: str, kind: str) -> int:
             .values(managed_by="pbx", former_entra_id=model.entra_id, entra_id=None)
             .execution_options(synchronize_session=False)
         )
-        total += result.rowcount or 0  # type: ignore[attr-defined]
+        total += rowcount(result)
     return total
 
 

@@ -4,19 +4,34 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Status = Literal["not_configured", "awaiting_consent", "connected", "disabled", "error"]
 GUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-NUMBER_PROPERTIES = (
+Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+WEEKDAYS: tuple[Weekday, ...] = get_args(Weekday)
+NumberProperty = Literal[
     "businessPhones",
     "mobilePhone",
     "employeeId",
-    *(f"extensionAttribute{i}" for i in range(1, 16)),
-)
+    "extensionAttribute1",
+    "extensionAttribute2",
+    "extensionAttribute3",
+    "extensionAttribute4",
+    "extensionAttribute5",
+    "extensionAttribute6",
+    "extensionAttribute7",
+    "extensionAttribute8",
+    "extensionAttribute9",
+    "extensionAttribute10",
+    "extensionAttribute11",
+    "extensionAttribute12",
+    "extensionAttribute13",
+    "extensionAttribute14",
+    "extensionAttribute15",
+]
 
 
 def _http_url(value: str | None) -> str | None:
@@ -69,7 +84,7 @@ class CleanupChoice(_Strict):
 
 class Schedule(_Strict):
     frequency: Literal["daily", "weekly"] = "daily"
-    days: list[Literal[WEEKDAYS]] = Field(default_factory=list)  # type: ignore[valid-type]
+    days: list[Weekday] = Field(default_factory=list)
     time: str = Field(default="00:30", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 
     @model_validator(mode="after")
@@ -91,7 +106,7 @@ class UserRange(_Strict):
 class NumberRule(_Strict):
     mode: Literal["auto", "property"] = "auto"
     start: str = Field(default="1000", pattern=r"^[0-9]{1,12}$")
-    property: Literal[NUMBER_PROPERTIES] = "businessPhones"  # type: ignore[valid-type]
+    property: NumberProperty = "businessPhones"
 
 
 class UserSyncRules(_Strict):

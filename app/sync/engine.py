@@ -8,13 +8,13 @@ import time
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app import metrics
 from app.db import session_scope, utcnow
 from app.directory import repository as directory_repo
-from app.directory.models import Contact, Extension, ExtensionGroup, Phonebook
+from app.directory.models import Extension
 from app.graph.auth import TokenError
 from app.graph.client import GraphClient
 from app.graph.errors import GraphError
@@ -463,23 +463,3 @@ def _plan_summary(plan: UserPlan) -> dict[str, Any]:
             for r in plan.releases
         ],
     }
-
-
-async def synced_count(session: AsyncSession, pbx_id: str) -> dict[str, int]:
-    out = {}
-    for name, model in (
-        ("extensions", Extension),
-        ("extension_groups", ExtensionGroup),
-        ("phonebooks", Phonebook),
-        ("contacts", Contact),
-    ):
-        out[name] = int(
-            (
-                await session.execute(
-                    select(func.count())
-                    .select_from(model)
-                    .where(model.pbx_id == pbx_id, model.managed_by != "pbx")
-                )
-            ).scalar_one()
-        )
-    return out

@@ -9,7 +9,7 @@ from sqlalchemy import Select, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import table_of, utcnow
+from app.db import rowcount, table_of, utcnow
 from app.sync.models import DeltaLink, SyncChange, SyncFailure, SyncRun
 
 
@@ -54,7 +54,7 @@ async def renew_lease(session: AsyncSession, run_id: str, worker: str, until: da
         .where(SyncRun.id == run_id, SyncRun.locked_by == worker, SyncRun.status == "running")
         .values(locked_until=until)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return rowcount(result) > 0
 
 
 async def expired_runs(session: AsyncSession) -> list[SyncRun]:
@@ -79,7 +79,7 @@ def changes_query(run_id: str) -> Select[SyncChange]:
 
 async def purge_changes(session: AsyncSession, older_than: datetime) -> int:
     result = await session.execute(delete(SyncChange).where(SyncChange.created_at < older_than))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return rowcount(result)
 
 
 async def failures(session: AsyncSession, pbx_id: str, scope: str) -> dict[str, SyncFailure]:
@@ -110,12 +110,6 @@ async def replace_failures(
         )
     if rows:
         await session.execute(insert(table_of(SyncFailure)), rows)
-
-
-async def clear_failures(session: AsyncSession, pbx_id: str, scope: str) -> None:
-    await session.execute(
-        delete(SyncFailure).where(SyncFailure.pbx_id == pbx_id, SyncFailure.scope == scope)
-    )
 
 
 async def delta_link(session: AsyncSession, pbx_id: str, resource: str) -> str | None:

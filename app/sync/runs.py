@@ -8,7 +8,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import utcnow
+from app.db import rowcount, utcnow
 from app.sync.models import SyncRun
 
 ALL_SCOPES = ("users", "groups", "contacts")
@@ -99,7 +99,7 @@ async def cancel_waiting(session: AsyncSession, pbx_id: str, *, include_held: bo
         .values(status="cancelled", finished_at=utcnow())
         .execution_options(synchronize_session=False)
     )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return rowcount(result)
 
 
 async def latest(session: AsyncSession, pbx_id: str) -> SyncRun | None:
