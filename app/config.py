@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     worker_enabled: bool = True
     worker_poll_seconds: float = Field(default=2.0, gt=0)
     worker_lease_seconds: float = Field(default=60.0, gt=0)
+    # Scheduled syncs: each process re-reads the schedules this often.
+    scheduler_enabled: bool = True
+    schedule_poll_seconds: float = Field(default=5.0, gt=0)
     # Demo mode (make run): a fixed development SECRET_KEY is allowed.
     demo: bool = False
     log_level: str = "INFO"

@@ -18,6 +18,7 @@ from app.integration.endpoints import callback_router, install_integration_error
 from app.integration.endpoints import router as integration_router
 from app.middleware import RequestContext
 from app.runtime import Runtime
+from app.scheduling.timers import ScheduleTimers
 from app.sync.endpoints import router as sync_router
 from app.sync.worker import Worker
 from app.tenants import service as tenants_service
@@ -56,10 +57,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     log.info("created the default PBX from PBX_API_KEY")
         if cfg.worker_enabled:
             app.state.worker.start()
+        app.state.timers = ScheduleTimers(
+            app.state.runtime, poll_seconds=cfg.schedule_poll_seconds, on_fire=app.state.worker.wake
+        )
+        if cfg.scheduler_enabled:
+            app.state.timers.start()
         log.info("pbx-entra started")
         try:
             yield
         finally:
+            await app.state.timers.stop()
             await app.state.worker.stop()
             await app.state.runtime.close()
             await engine.dispose()

@@ -67,6 +67,8 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "secret_key": SECRET_KEY,
         "admin_api_key": ADMIN_KEY,
         "public_base_url": "http://127.0.0.1:8000",
+        # Wall-clock fires have no place in tests that count runs; the timers have their own.
+        "scheduler_enabled": False,
         **overrides,
     }
     return Settings(**values)

@@ -25,6 +25,7 @@ from app.integration.schemas import (
     DisableResult,
     IntegrationOut,
     IntegrationPut,
+    Schedule,
     SharedMailboxPage,
 )
 from app.runtime import Runtime
@@ -74,6 +75,14 @@ async def put_integration(
 ) -> AuthorizationUrl:
     """Save the app registration, prove the secret, and get the admin consent URL."""
     return await service.configure(session, runtime, pbx, body)
+
+
+@router.put("/schedule", response_model=IntegrationOut)
+async def put_schedule(
+    pbx: CurrentPbx, session: Session, runtime: RuntimeDep, body: Schedule
+) -> IntegrationOut:
+    """Daily (default 00:30) or weekly on chosen days, at HH:MM in the PBX's timezone."""
+    return await service.set_schedule(session, runtime, pbx, body)
 
 
 @router.post("/reauthorize", response_model=AuthorizationUrl)

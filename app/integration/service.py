@@ -32,6 +32,7 @@ from app.integration.schemas import (
     Schedule,
 )
 from app.runtime import Runtime
+from app.scheduling.schedule import next_fire
 from app.sync import runs
 from app.tenants.models import Pbx
 
@@ -160,7 +161,17 @@ async def view(session: AsyncSession, runtime: Runtime, pbx: Pbx) -> Integration
             if last
             else None
         ),
-        next_scheduled_sync_at=None,
+        next_scheduled_sync_at=(
+            next_fire(
+                integ.schedule_frequency,
+                integ.schedule_days,
+                integ.schedule_time,
+                pbx.timezone,
+                utcnow(),
+            )
+            if integ is not None and integ.status == "connected"
+            else None
+        ),
         **{s: section_view(s, rules.get(s)) for s in SECTION_MODELS},
     )
 
@@ -441,6 +452,22 @@ async def update_secret(
                     integ.last_error = None
         if integ.status == "connected":
             await _read_secret_expiry(runtime, integ, tokens.graph_for(runtime, pbx.id))
+    await session.flush()
+    return await view(session, runtime, pbx)
+
+
+async def set_schedule(
+    session: AsyncSession, runtime: Runtime, pbx: Pbx, body: Schedule
+) -> IntegrationOut:
+    integ = await repo.get(session, pbx.id, for_update=True)
+    if integ is None or integ.status == "not_configured":
+        raise Conflict("The integration is not configured.", code="integration_not_configured")
+    refuse_if_disabled(integ)
+    integ.schedule_frequency = body.frequency
+    integ.schedule_days = list(body.days)
+    integ.schedule_time = body.time
+    # Every replica's timers notice the new version within seconds.
+    integ.schedule_version += 1
     await session.flush()
     return await view(session, runtime, pbx)
 

@@ -198,6 +198,13 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_phonebooks_managed_by'), ['managed_by'], unique=False)
         batch_op.create_index(batch_op.f('ix_phonebooks_pbx_id'), ['pbx_id'], unique=False)
 
+    op.create_table('schedule_fires',
+    sa.Column('pbx_id', sa.String(length=36), nullable=False),
+    sa.Column('fire_at', app.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('claimed_at', app.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['pbx_id'], ['pbxes.id'], name=op.f('fk_schedule_fires_pbx_id_pbxes'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('pbx_id', 'fire_at', name=op.f('pk_schedule_fires'))
+    )
     op.create_table('sync_failures',
     sa.Column('pbx_id', sa.String(length=36), nullable=False),
     sa.Column('scope', sa.String(length=16), nullable=False),
@@ -418,6 +425,7 @@ def downgrade() -> None:
     op.drop_table('sync_runs')
     op.drop_table('sync_rules')
     op.drop_table('sync_failures')
+    op.drop_table('schedule_fires')
     with op.batch_alter_table('phonebooks', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_phonebooks_pbx_id'))
         batch_op.drop_index(batch_op.f('ix_phonebooks_managed_by'))

@@ -1,0 +1,141 @@
+"""Scheduled syncs: APScheduler gives each process its timers; the database decides.
+
+Every process keeps one date-triggered job per connected PBX, re-read from the database every
+few seconds (the `schedule_version` column says when a schedule changed, so an edit through any
+replica reaches every replica). A fire first claims (pbx, fire time) in `schedule_fires`: with N
+replicas firing at once, one insert wins and queues the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.date import DateTrigger
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from app.db import rowcount, session_scope, utcnow
+from app.integration import repository as integ_repo
+from app.integration.models import Integration
+from app.runtime import Runtime
+from app.scheduling.models import ScheduleFire
+from app.scheduling.schedule import next_fire
+from app.sync import runs
+from app.tenants.models import Pbx
+
+log = logging.getLogger("pbx_entra.schedule")
+SECTION_SCOPES = {"user_sync": "users", "group_sync": "groups", "contacts_sync": "contacts"}
+
+
+async def fire(runtime: Runtime, pbx_id: str, fire_at: datetime) -> str | None:
+    """Queue the scheduled run of this fire, once across every replica; the run's id or None."""
+    async with session_scope(runtime.sessionmaker) as session:
+        dialect = session.get_bind().dialect.name
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        claimed = await session.execute(
+            insert(ScheduleFire).values(pbx_id=pbx_id, fire_at=fire_at).on_conflict_do_nothing()
+        )
+        if rowcount(claimed) == 0:
+            return None
+        integ = await integ_repo.get(session, pbx_id)
+        if integ is None or integ.status != "connected":
+            return None
+        rules = await integ_repo.rules(session, pbx_id)
+        scopes = {
+            scope
+            for s, scope in SECTION_SCOPES.items()
+            if s in rules and rules[s].state == "active"
+        }
+        if not scopes:
+            return None
+        run, _ = await runs.enqueue(session, pbx_id, "schedule", scopes)
+        run_id = run.id
+    log.info("scheduled sync of PBX %s at %s: run %s", pbx_id, fire_at.isoformat(), run_id)
+    return run_id
+
+
+class ScheduleTimers:
+    def __init__(self, runtime: Runtime, *, poll_seconds: float = 5.0, on_fire: Any = None) -> None:
+        self.runtime = runtime
+        self.poll_seconds = poll_seconds
+        self.on_fire = on_fire
+        self.scheduler = AsyncIOScheduler(timezone="UTC")
+        self.versions: dict[str, tuple[int, str]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.scheduler.start()
+        self._task = asyncio.create_task(self._poll(), name="schedule-poll")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+
+    async def _poll(self) -> None:
+        while True:
+            try:
+                await self.refresh()
+            except Exception:
+                log.exception("reading the schedules failed")
+            await asyncio.sleep(self.poll_seconds)
+
+    async def refresh(self, now: datetime | None = None) -> None:
+        """Bring the jobs in line with the database: one per connected PBX, at its next fire."""
+        now = now or utcnow()
+        async with session_scope(self.runtime.sessionmaker) as session:
+            rows = (
+                await session.execute(
+                    select(Integration, Pbx.timezone)
+                    .join(Pbx, Pbx.id == Integration.pbx_id)
+                    .where(Integration.status == "connected")
+                )
+            ).all()
+        seen = set()
+        for integ, timezone in rows:
+            seen.add(integ.pbx_id)
+            version = (integ.schedule_version, timezone)
+            if self.versions.get(integ.pbx_id) == version and self.scheduler.get_job(integ.pbx_id):
+                continue
+            self.versions[integ.pbx_id] = version
+            at = next_fire(
+                integ.schedule_frequency, integ.schedule_days, integ.schedule_time, timezone, now
+            )
+            self._plan(integ.pbx_id, at)
+        for pbx_id in set(self.versions) - seen:
+            self.versions.pop(pbx_id, None)
+            if self.scheduler.get_job(pbx_id):
+                self.scheduler.remove_job(pbx_id)
+
+    def next_run(self, pbx_id: str) -> datetime | None:
+        job = self.scheduler.get_job(pbx_id)
+        return job.next_run_time if job else None
+
+    def _plan(self, pbx_id: str, at: datetime) -> None:
+        self.scheduler.add_job(
+            self._fire,
+            DateTrigger(run_date=at),
+            args=[pbx_id, at],
+            id=pbx_id,
+            replace_existing=True,
+            misfire_grace_time=300,
+        )
+
+    async def _fire(self, pbx_id: str, at: datetime) -> None:
+        try:
+            run_id = await fire(self.runtime, pbx_id, at)
+            if run_id and self.on_fire is not None:
+                self.on_fire()
+        finally:
+            # The next fire, from the schedule as the database has it now.
+            self.versions.pop(pbx_id, None)
+            await self.refresh(now=at)
