@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     # Scheduled syncs: each process re-reads the schedules this often.
     scheduler_enabled: bool = True
     schedule_poll_seconds: float = Field(default=5.0, gt=0)
+    # How often each process checks that the Graph subscriptions exist and renews them.
+    subscription_check_seconds: float = Field(default=60.0, gt=0)
     # Demo mode (make run): a fixed development SECRET_KEY is allowed.
     demo: bool = False
     log_level: str = "INFO"

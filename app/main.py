@@ -17,6 +17,8 @@ from app.directory.endpoints import router as directory_router
 from app.integration.endpoints import callback_router, install_integration_errors
 from app.integration.endpoints import router as integration_router
 from app.middleware import RequestContext
+from app.notifications.endpoints import api_router as subscriptions_router
+from app.notifications.endpoints import router as webhooks_router
 from app.runtime import Runtime
 from app.scheduling.timers import ScheduleTimers
 from app.sync.endpoints import router as sync_router
@@ -47,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.runtime,
             lease_seconds=cfg.worker_lease_seconds,
             poll_seconds=cfg.worker_poll_seconds,
+            subscription_check_seconds=cfg.subscription_check_seconds,
         )
         if cfg.pbx_api_key is not None:
             async with session_scope(app.state.sessionmaker) as session:
@@ -86,6 +89,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(integration_router)
     app.include_router(callback_router)
     app.include_router(sync_router)
+    app.include_router(subscriptions_router)
+    app.include_router(webhooks_router)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

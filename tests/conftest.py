@@ -197,17 +197,26 @@ def chromium() -> str:
 
 
 class ServedApp:
-    """The service on a real loopback port (uvicorn in a thread), for browsers."""
+    """The service on a real loopback port (uvicorn in a thread), for browsers and for Graph's
+    notifications (over HTTPS when given a certificate and key)."""
 
-    def __init__(self, app: Any, port: int) -> None:
+    def __init__(self, app: Any, port: int, tls: tuple[str, str] | None = None) -> None:
         import threading
 
         import uvicorn
 
-        self.base_url = f"http://127.0.0.1:{port}"
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None)
+        self.base_url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            ssl_certfile=tls[0] if tls else None,
+            ssl_keyfile=tls[1] if tls else None,
+            # Graph's delivery client keeps its connections open: don't wait on them at the end.
+            timeout_graceful_shutdown=1,
         )
+        self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> ServedApp:
@@ -232,3 +241,22 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def service_tls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A private CA and a certificate for 127.0.0.1, to serve the service over HTTPS."""
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    folder = tmp_path_factory.mktemp("service-tls")
+    paths = {
+        "ca": str(folder / "ca.pem"),
+        "cert": str(folder / "cert.pem"),
+        "key": str(folder / "key.pem"),
+    }
+    ca.cert_pem.write_to_path(paths["ca"])
+    cert.cert_chain_pems[0].write_to_path(paths["cert"])
+    cert.private_key_pem.write_to_path(paths["key"])
+    return paths

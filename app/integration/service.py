@@ -31,6 +31,7 @@ from app.integration.schemas import (
     IntegrationPut,
     Schedule,
 )
+from app.notifications import subscriptions
 from app.runtime import Runtime
 from app.scheduling.schedule import next_fire
 from app.sync import runs
@@ -497,6 +498,7 @@ async def disable(
         raise Conflict(
             "Only a connected integration can be disabled.", code="integration_not_connected"
         )
+    await subscriptions.remove_all(runtime, pbx.id)
     integ.status = "disabled"
     await runs.cancel_waiting(session, pbx.id)
     for kind in ("extensions", "extension_groups", "phonebooks"):
@@ -538,6 +540,8 @@ async def disconnect(
     integ = await repo.get(session, pbx.id, for_update=True)
     if integ is None or integ.status == "not_configured":
         raise Conflict("The integration is not configured.", code="integration_not_configured")
+    if integ.status in ("connected", "error"):
+        await subscriptions.remove_all(runtime, pbx.id)
     await runs.cancel_waiting(session, pbx.id, include_held=True)
     chosen = {kind for name, (kind, _) in CLEANUP_KINDS.items() if getattr(choice, name)}
     for kind in ("extensions", "extension_groups", "phonebooks"):

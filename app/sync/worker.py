@@ -11,7 +11,12 @@ import time
 import uuid
 from datetime import timedelta
 
+from sqlalchemy import select
+
 from app.db import session_scope, utcnow
+from app.integration.models import Integration
+from app.notifications import processing, subscriptions
+from app.notifications import repository as notifications_repo
 from app.runtime import Runtime
 from app.sync import repository as repo
 from app.sync import runs
@@ -29,6 +34,7 @@ class Worker:
         *,
         lease_seconds: float = 60,
         poll_seconds: float = 2.0,
+        subscription_check_seconds: float = 60.0,
         name: str | None = None,
     ) -> None:
         self.runtime = runtime
@@ -39,6 +45,8 @@ class Worker:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._last_purge = float("-inf")
+        self.subscription_check_seconds = subscription_check_seconds
+        self._last_subscription_check = float("-inf")
 
     def wake(self) -> None:
         self._wake.set()
@@ -61,6 +69,13 @@ class Worker:
                 if time.monotonic() - self._last_purge > PURGE_EVERY_SECONDS:
                     self._last_purge = time.monotonic()
                     await self.purge()
+                await processing.process(self.runtime)
+                if (
+                    time.monotonic() - self._last_subscription_check
+                    > self.subscription_check_seconds
+                ):
+                    self._last_subscription_check = time.monotonic()
+                    await self.maintain_subscriptions()
                 while await self.run_once():
                     pass
             except Exception:
@@ -75,6 +90,10 @@ class Worker:
             run = await repo.claim_next(session, self.name, self.lease)
         if run is None:
             return None
+        if not run.dry_run and run.trigger != "cleanup":
+            # Change events counted from here on lead to a follow-up run.
+            async with session_scope(self.runtime.sessionmaker) as session:
+                await notifications_repo.reset_pending(session, run.pbx_id)
         heartbeat = asyncio.create_task(self._heartbeat(run.id))
         try:
             status = await RunExecutor(self.runtime, run).execute()
@@ -99,6 +118,17 @@ class Worker:
             await asyncio.sleep(interval)
             async with session_scope(self.runtime.sessionmaker) as session:
                 await repo.renew_lease(session, run_id, self.name, utcnow() + self.lease)
+
+    async def maintain_subscriptions(self) -> None:
+        """Every connected PBX with user or group sync on holds live Graph subscriptions."""
+        async with session_scope(self.runtime.sessionmaker) as session:
+            connected = select(Integration.pbx_id).where(Integration.status == "connected")
+            pbx_ids = list((await session.execute(connected)).scalars())
+        for pbx_id in pbx_ids:
+            try:
+                await subscriptions.ensure(self.runtime, pbx_id)
+            except Exception:
+                log.exception("subscriptions of PBX %s", pbx_id)
 
     async def purge(self) -> int:
         """The change log is kept 90 days."""

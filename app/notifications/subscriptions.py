@@ -1,0 +1,187 @@
+"""Graph subscriptions for `users` and `groups`: created when a sync section is on, renewed well
+before they expire, re-created when Graph forgot them, deleted on disable and disconnect.
+
+Any gap in notifications (a subscription re-created, a failed renewal) queues a `resync` run:
+`missed` lifecycle events exist only for Outlook resources, so nothing else would tell.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete
+
+from app.db import session_scope, utcnow
+from app.graph.auth import TokenError
+from app.graph.errors import GraphError
+from app.integration import repository as integ_repo
+from app.integration.models import Integration
+from app.integration.tokens import graph_for
+from app.notifications import repository as repo
+from app.notifications.models import GraphSubscription
+from app.notifications.webhooks import client_state_hash
+from app.runtime import Runtime
+from app.sync import runs
+
+log = logging.getLogger("pbx_entra.subscriptions")
+RESOURCES = ("users", "groups")
+# Graph's maximum for users and groups is 41,760 minutes (29 days); stay a little below it.
+LIFETIME = timedelta(minutes=41_760) - timedelta(minutes=30)
+RENEW_BEFORE = timedelta(days=3)
+WARNING = "notifications_unavailable"
+SYNC_SECTIONS = {"user_sync": "users", "group_sync": "groups"}
+
+
+def _warn(integ: Integration, message: str | None) -> None:
+    kept = [w for w in integ.warnings or [] if w.get("code") != WARNING]
+    if message:
+        kept.append({"code": WARNING, "message": message})
+    integ.warnings = kept
+
+
+async def _active_scopes(session: Any, pbx_id: str) -> set[str]:
+    rules = await integ_repo.rules(session, pbx_id)
+    return {
+        scope for s, scope in SYNC_SECTIONS.items() if s in rules and rules[s].state == "active"
+    }
+
+
+async def _create(runtime: Runtime, pbx_id: str, resource: str) -> tuple[str, str, Any]:
+    base = runtime.settings.public_base_url
+    client_state = secrets.token_urlsafe(32)
+    expires = utcnow() + LIFETIME
+    body = await graph_for(runtime, pbx_id).request(
+        "POST",
+        "subscriptions",
+        json_body={
+            "changeType": "updated,deleted",
+            "notificationUrl": f"{base}/webhooks/graph",
+            "lifecycleNotificationUrl": f"{base}/webhooks/graph/lifecycle",
+            "resource": resource,
+            "expirationDateTime": expires.isoformat().replace("+00:00", "Z"),
+            "clientState": client_state,
+        },
+    )
+    return str(body["id"]), client_state, expires
+
+
+async def ensure(runtime: Runtime, pbx_id: str) -> int:
+    """Create the missing subscriptions, renew those due; returns how many were (re)created."""
+    async with session_scope(runtime.sessionmaker) as session:
+        integ = await integ_repo.get(session, pbx_id)
+        if integ is None or integ.status != "connected":
+            return 0
+        # Users and groups both: group membership decides a group-range user sync, too.
+        wanted = set(RESOURCES) if await _active_scopes(session, pbx_id) else set()
+        held = {s.resource: s for s in await repo.subscriptions_of(session, pbx_id)}
+    created = 0
+    gap = False
+    for resource in sorted(wanted):
+        sub = held.get(resource)
+        if sub is not None and sub.expires_at - utcnow() > RENEW_BEFORE:
+            continue
+        if sub is not None and sub.expires_at > utcnow():
+            try:
+                expires = utcnow() + LIFETIME
+                await graph_for(runtime, pbx_id).request(
+                    "PATCH",
+                    f"subscriptions/{sub.id}",
+                    json_body={"expirationDateTime": expires.isoformat().replace("+00:00", "Z")},
+                )
+            except GraphError as exc:
+                if exc.status != 404:
+                    log.warning("renewing subscription %s failed: %s", sub.id, exc)
+                    continue
+                gap = True  # Graph no longer has it: re-create below
+            except TokenError:
+                return created
+            else:
+                async with session_scope(runtime.sessionmaker) as session:
+                    row = await session.get(GraphSubscription, sub.id)
+                    if row is not None:
+                        row.expires_at = expires
+                        row.renewed_at = utcnow()
+                continue
+        elif sub is not None:
+            gap = True  # expired: notifications may have been missed
+        try:
+            sub_id, client_state, expires = await _create(runtime, pbx_id, resource)
+        except GraphError as exc:
+            async with session_scope(runtime.sessionmaker) as session:
+                integ = await integ_repo.get(session, pbx_id, for_update=True)
+                if integ is not None:
+                    _warn(
+                        integ,
+                        f"Microsoft Graph refused change notifications ({exc.code}: {exc.message}); "
+                        "syncs run on the schedule and Update Now only.",
+                    )
+            return created
+        except TokenError:
+            return created
+        async with session_scope(runtime.sessionmaker) as session:
+            if sub is not None:
+                await session.execute(
+                    delete(GraphSubscription).where(GraphSubscription.id == sub.id)
+                )
+            session.add(
+                GraphSubscription(
+                    id=sub_id,
+                    pbx_id=pbx_id,
+                    resource=resource,
+                    change_type="updated,deleted",
+                    client_state_hash=client_state_hash(client_state),
+                    expires_at=expires,
+                    status="active",
+                )
+            )
+            integ = await integ_repo.get(session, pbx_id, for_update=True)
+            if integ is not None:
+                _warn(integ, None)
+        created += 1
+    if gap:
+        await queue_resync(runtime, pbx_id)
+    return created
+
+
+async def queue_resync(runtime: Runtime, pbx_id: str) -> None:
+    async with session_scope(runtime.sessionmaker) as session:
+        scopes = await _active_scopes(session, pbx_id)
+        if scopes:
+            await runs.enqueue(session, pbx_id, "resync", scopes)
+
+
+async def reauthorize(runtime: Runtime, pbx_id: str, subscription_id: str) -> None:
+    try:
+        await graph_for(runtime, pbx_id).request(
+            "POST", f"subscriptions/{subscription_id}/reauthorize"
+        )
+    except GraphError as exc:
+        log.warning(
+            "reauthorizing subscription %s failed: %s; re-creating it", subscription_id, exc
+        )
+        await forget(runtime, subscription_id)
+        await ensure(runtime, pbx_id)
+        await queue_resync(runtime, pbx_id)
+
+
+async def forget(runtime: Runtime, subscription_id: str) -> None:
+    async with session_scope(runtime.sessionmaker) as session:
+        await session.execute(
+            delete(GraphSubscription).where(GraphSubscription.id == subscription_id)
+        )
+
+
+async def remove_all(runtime: Runtime, pbx_id: str) -> None:
+    """Delete the PBX's subscriptions at Graph (best effort) and here."""
+    async with session_scope(runtime.sessionmaker) as session:
+        held = await repo.subscriptions_of(session, pbx_id)
+    for sub in held:
+        try:
+            await graph_for(runtime, pbx_id).request("DELETE", f"subscriptions/{sub.id}")
+        except (GraphError, TokenError) as exc:
+            log.info("deleting subscription %s at Graph: %s", sub.id, exc)
+    async with session_scope(runtime.sessionmaker) as session:
+        await session.execute(delete(GraphSubscription).where(GraphSubscription.pbx_id == pbx_id))
