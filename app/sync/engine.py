@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from dataclasses import dataclass, field, fields
@@ -14,26 +15,40 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from app import metrics
 from app.db import session_scope, utcnow
 from app.directory import repository as directory_repo
-from app.directory.models import Extension
+from app.directory.models import Extension, ExtensionGroup, ExtensionGroupMember
 from app.graph.auth import TokenError
 from app.graph.client import GraphClient
 from app.graph.errors import GraphError
 from app.integration import repository as integ_repo
 from app.integration.models import SyncRule
-from app.integration.schemas import DeletionGuard, UserSyncRules
+from app.integration.schemas import DeletionGuard, GroupSyncRules, UserSyncRules
 from app.integration.tokens import graph_for
 from app.runtime import Runtime
 from app.sync import repository as repo
+from app.sync.apply_groups import apply_groups
 from app.sync.apply_users import apply_users
+from app.sync.fetch_groups import (
+    DELTA_RESOURCE as GROUPS_DELTA,
+)
+from app.sync.fetch_groups import (
+    NESTING_RESOURCE,
+    fetch_groups,
+    groups_of_users,
+)
 from app.sync.fetch_users import GROUP_LINK_PREFIX, fetch_users
+from app.sync.groups_model import PbxGroup
 from app.sync.guard import over_bounds
 from app.sync.models import SyncFailure, SyncRun
+from app.sync.plan_groups import GroupPlan, GroupRules, plan_groups
 from app.sync.plan_users import UserPlan, UserRules, plan_users
 from app.sync.users_model import PbxExtension
 from app.tenants.models import Pbx
 
 log = logging.getLogger("pbx_entra.sync")
 MAX_REPORTED_FAILURES = 1000
+# New synced users up to this many have their groups looked up one by one (transitiveMemberOf);
+# more, and the group run lists every group again.
+USER_LOOKUP_MAX = 50
 
 
 class ScopeFailed(Exception):
@@ -68,6 +83,50 @@ def user_rules(config: dict[str, Any]) -> UserRules:
         associate_by_email=cfg.associate_by_email,
         send_welcome_email=cfg.send_welcome_email,
     )
+
+
+def group_rules(config: dict[str, Any]) -> GroupRules:
+    cfg = GroupSyncRules.model_validate(config)
+    return GroupRules(
+        range_mode=cfg.range.mode,
+        types=frozenset(cfg.range.types),
+        group_ids=frozenset(cfg.range.group_ids),
+        auto_delete_out_of_range=cfg.auto_delete_out_of_range,
+    )
+
+
+async def current_groups(session: AsyncSession, pbx_id: str) -> list[PbxGroup]:
+    rows = (
+        await session.execute(
+            select(
+                ExtensionGroup.id,
+                ExtensionGroup.name,
+                ExtensionGroup.managed_by,
+                ExtensionGroup.entra_id,
+                ExtensionGroup.former_entra_id,
+            ).where(ExtensionGroup.pbx_id == pbx_id)
+        )
+    ).all()
+    members: dict[str, set[str]] = {row[0]: set() for row in rows}
+    stmt = (
+        select(ExtensionGroupMember.group_id, ExtensionGroupMember.extension_id)
+        .join(ExtensionGroup, ExtensionGroup.id == ExtensionGroupMember.group_id)
+        .where(ExtensionGroup.pbx_id == pbx_id)
+    )
+    for group_id, ext_id in await session.execute(stmt):
+        members[group_id].add(ext_id)
+    return [PbxGroup(*row, member_ids=frozenset(members[row[0]])) for row in rows]
+
+
+async def synced_extension_map(session: AsyncSession, pbx_id: str) -> dict[str, str]:
+    """Entra user id -> extension id of the synced extensions (frozen ones too: a paused user
+    sync keeps its people in their groups)."""
+    stmt = select(Extension.entra_id, Extension.id).where(
+        Extension.pbx_id == pbx_id,
+        Extension.managed_by.in_(("entra", "entra_frozen")),
+        Extension.entra_id.is_not(None),
+    )
+    return {str(entra_id): ext_id for entra_id, ext_id in await session.execute(stmt)}
 
 
 async def current_extensions(session: AsyncSession, pbx_id: str) -> list[PbxExtension]:
@@ -158,6 +217,10 @@ class RunExecutor:
         self.graph = graph or graph_for(runtime, run.pbx_id)
         self.report = Report()
         self.timings: dict[str, float] = {}
+        # Users that became synced extensions in this run, and whether any stopped being one:
+        # the groups' memberships follow in the same run.
+        self.new_synced_users: set[str] = set()
+        self.users_changed = False
 
     async def execute(self) -> str:
         started = time.perf_counter()
@@ -166,10 +229,20 @@ class RunExecutor:
 
             await run_cleanup(self)
         else:
-            for scope in self.scopes:
+            scopes = list(self.scopes)
+            for scope in scopes:
                 try:
                     if scope == "users":
                         await self.sync_users()
+                        if (
+                            self.users_changed
+                            and "groups" not in scopes
+                            and await self._group_sync_active()
+                        ):
+                            scopes.append("groups")
+                            await self._add_scope("groups")
+                    elif scope == "groups":
+                        await self.sync_groups()
                     else:
                         self.report.warnings.append(
                             {
@@ -354,7 +427,7 @@ class RunExecutor:
                 )
             self._report_users(plan, hold)
             if self.dry_run:
-                self.report.plan = {"users": _plan_summary(plan)}
+                self.report.plan = {**(self.report.plan or {}), "users": _plan_summary(plan)}
                 return
             t2 = time.perf_counter()
             created = await apply_users(
@@ -368,7 +441,13 @@ class RunExecutor:
                 known_failures=set(failed),
             )
             if hold:
-                await self._hold(session, plan)
+                await self._hold(session)
+            self.new_synced_users = {c.entra_id for c in plan.creates} | {
+                u.entra_id for u in plan.updates if u.associate
+            }
+            self.users_changed = bool(
+                self.new_synced_users or plan.releases or (plan.deletes and not hold)
+            )
             if fetched.delta_link:
                 await repo.save_delta_link(session, self.pbx_id, "users", fetched.delta_link)
             if fetched.replace_group_links or rules.range_mode != "groups":
@@ -422,7 +501,7 @@ class RunExecutor:
                 "contacts": 0,
             }
 
-    async def _hold(self, session: AsyncSession, plan: UserPlan) -> None:
+    async def _hold(self, session: AsyncSession) -> None:
         """Deletions wait for approval; a newer held run replaces (cancels) an older one."""
         integ = await integ_repo.get(session, self.pbx_id, for_update=True)
         if integ is None:
@@ -432,6 +511,199 @@ class RunExecutor:
             if older is not None and older.status == "held":
                 older.status = "cancelled"
         integ.held_run_id = self.run_id
+
+    # Groups -------------------------------------------------------------------------------
+
+    async def _group_sync_active(self) -> bool:
+        async with session_scope(self.runtime.sessionmaker) as session:
+            rule = (await integ_repo.rules(session, self.pbx_id)).get("group_sync")
+            return rule is not None and rule.state == "active"
+
+    async def _add_scope(self, scope: str) -> None:
+        async with session_scope(self.runtime.sessionmaker) as session:
+            run = await repo.get(session, self.run_id, for_update=True)
+            if run is not None and scope not in run.scopes:
+                run.scopes = [*run.scopes, scope]
+
+    async def sync_groups(self) -> None:
+        async with session_scope(self.runtime.sessionmaker) as session:
+            rules_rows = await integ_repo.rules(session, self.pbx_id)
+            rule = rules_rows.get("group_sync")
+            if rule is None or rule.state != "active":
+                self.report.warnings.append(
+                    {
+                        "scope": "groups",
+                        "source_id": None,
+                        "code": "section_not_active",
+                        "message": "Group sync is not active.",
+                    }
+                )
+                return
+            rules = group_rules(rule.config)
+            guard = DeletionGuard.model_validate(
+                rules_rows["deletion_guard"].config if "deletion_guard" in rules_rows else {}
+            ).model_dump()
+            delta_link = await repo.delta_link(session, self.pbx_id, GROUPS_DELTA)
+            nesting_text = await repo.delta_link(session, self.pbx_id, NESTING_RESOURCE)
+            failed = await repo.failures(session, self.pbx_id, "groups")
+            pbx = await session.get(Pbx, self.pbx_id)
+            assert pbx is not None
+            max_groups = pbx.max_extension_groups
+            current = await current_groups(session, self.pbx_id)
+        synced_ids = {g.entra_id for g in current if g.managed_by == "entra" and g.entra_id}
+        # Groups that failed for want of a seat are listed again once a seat is free.
+        seat_freed = len(current) < max_groups and any(
+            f.code == "group_limit_reached" for f in failed.values()
+        )
+        full = (
+            rule.needs_full_sync
+            or self.trigger in ("initial", "resync")
+            or delta_link is None
+            or nesting_text is None
+            or seat_freed
+            or len(self.new_synced_users) > USER_LOOKUP_MAX
+        )
+        nesting: dict[str, list[str]] = json.loads(nesting_text) if nesting_text else {}
+        await set_progress(self.runtime, self.run_id, "groups", 0, None)
+        t0 = time.perf_counter()
+        progress = ProgressWriter(self.runtime, self.run_id, "groups")
+        try:
+            expand: set[str] = set()
+            if not full and self.new_synced_users:
+                expand = await groups_of_users(self.graph, self.new_synced_users) & synced_ids
+            fetched = await fetch_groups(
+                self.graph,
+                rules,
+                delta_link=delta_link,
+                full=full,
+                synced_ids=synced_ids,
+                nesting=nesting,
+                expand_ids=expand,
+                progress=progress.report,
+            )
+        except GraphError as exc:
+            raise ScopeFailed("graph_error", f"{exc.status} {exc.code}: {exc.message}") from None
+        except TokenError as exc:
+            raise ScopeFailed("token_error", f"{exc.code}: {exc.message}") from None
+        finally:
+            await progress.close()
+        self.timings["groups_fetch"] = time.perf_counter() - t0
+        self.report.warnings += [
+            {"scope": "groups", "source_id": None, **w} for w in fetched.warnings
+        ]
+        seen = len(fetched.input.groups) + len(fetched.input.removed)
+        await set_progress(self.runtime, self.run_id, "applying", seen, seen)
+
+        async with session_scope(self.runtime.sessionmaker) as session:
+            t1 = time.perf_counter()
+            # Read again inside the apply's transaction: the user scope may have just changed
+            # the extensions (deleted ones left their groups with them).
+            current = await current_groups(session, self.pbx_id)
+            extensions = await synced_extension_map(session, self.pbx_id)
+            plan = plan_groups(fetched.input, current, extensions, rules, max_groups)
+            synced = sum(1 for g in current if g.managed_by == "entra")
+            hold = over_bounds(len(plan.deletes), synced, guard)
+            if hold:
+                # Held deletions keep their seats and names until approved.
+                plan = plan_groups(
+                    fetched.input, current, extensions, rules, max_groups, free_deleted=False
+                )
+            self.timings["groups_plan"] = time.perf_counter() - t1
+            self._report_groups(plan, hold)
+            if self.dry_run:
+                self.report.plan = {**(self.report.plan or {}), "groups": _group_summary(plan)}
+                return
+            t2 = time.perf_counter()
+            await apply_groups(
+                session,
+                pbx_id=self.pbx_id,
+                run_id=self.run_id,
+                plan=plan,
+                apply_deletes=not hold,
+                known_failures=set(failed),
+            )
+            if hold:
+                await self._hold(session)
+            if fetched.delta_link:
+                await repo.save_delta_link(session, self.pbx_id, GROUPS_DELTA, fetched.delta_link)
+                await repo.save_delta_link(
+                    session,
+                    self.pbx_id,
+                    NESTING_RESOURCE,
+                    json.dumps(fetched.nesting, sort_keys=True, separators=(",", ":")),
+                )
+            rule_row = await session.get(SyncRule, (self.pbx_id, "group_sync"))
+            if rule_row is not None:
+                # Held deletions are not in the next delta round: list everything next time.
+                rule_row.needs_full_sync = hold
+            self.timings["groups_apply"] = time.perf_counter() - t2
+        for action, n in (
+            ("create", len(plan.creates)),
+            ("update", len(plan.updates) + len(plan.releases)),
+            ("delete", 0 if hold else len(plan.deletes)),
+        ):
+            if n:
+                metrics.sync_objects.labels("groups", action).inc(n)
+
+    def _report_groups(self, plan: GroupPlan, hold: bool) -> None:
+        counts = plan.counts()
+        if hold:
+            counts["deleted"] = 0
+        self.report.counts["groups"] = counts
+        self.report.failures += [
+            {
+                "scope": "groups",
+                "source_id": f.entra_id,
+                "display_name": f.display_name,
+                "code": f.code,
+                "message": f.message,
+            }
+            for f in plan.failures
+        ]
+        self.report.warnings += [
+            {"scope": "groups", "source_id": w.entra_id, "code": w.code, "message": w.message}
+            for w in plan.warnings
+        ]
+        if hold:
+            held = self.report.held or {"extensions": [], "extension_groups": [], "contacts": 0}
+            held["extension_groups"] = [
+                {
+                    "id": r.group.id,
+                    "name": r.group.name,
+                    "entra_id": r.group.entra_id,
+                    "reason": r.reason,
+                }
+                for r in plan.deletes
+            ]
+            self.report.held = held
+
+
+def _group_summary(plan: GroupPlan) -> dict[str, Any]:
+    return {
+        "creates": [
+            {"entra_id": c.entra_id, "name": c.name, "member_ids": list(c.member_ids)}
+            for c in plan.creates
+        ],
+        "updates": [
+            {
+                "extension_group_id": u.group.id,
+                "entra_id": u.entra_id,
+                "adopt": u.adopt,
+                "name": [u.group.name, u.name] if u.name is not None else None,
+                "members_added": list(u.added),
+                "members_removed": list(u.removed),
+            }
+            for u in plan.updates
+        ],
+        "deletes": [
+            {"extension_group_id": r.group.id, "entra_id": r.group.entra_id, "reason": r.reason}
+            for r in plan.deletes
+        ],
+        "releases": [
+            {"extension_group_id": r.group.id, "entra_id": r.group.entra_id, "reason": r.reason}
+            for r in plan.releases
+        ],
+    }
 
 
 def _plan_summary(plan: UserPlan) -> dict[str, Any]:

@@ -1,0 +1,266 @@
+"""Two real service processes on one PostgreSQL: a schedule fire and a notification count once,
+and a run whose process is killed is taken over by the other."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from app.db import create_engine, session_scope, sessionmaker, utcnow
+from app.notifications.models import GraphSubscription, PendingChanges
+from app.notifications.webhooks import client_state_hash
+from app.sync.models import SyncRun
+from tests.cloud import Cloud, connect
+from tests.conftest import ADMIN_KEY, SECRET_KEY, Api, free_port
+
+
+class Replica:
+    def __init__(self, database_url: str, cloud: Cloud, **env: str) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        environment = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "SECRET_KEY": SECRET_KEY,
+            "ADMIN_API_KEY": ADMIN_KEY,
+            "LOGIN_BASE_URL": cloud.base_url,
+            "GRAPH_BASE_URL": f"{cloud.base_url}/v1.0",
+            "CA_BUNDLE": str(cloud.emulator.ca_path),
+            "PUBLIC_BASE_URL": "http://127.0.0.1:8000",
+            "WORKER_POLL_SECONDS": "0.3",
+            "WORKER_LEASE_SECONDS": "3",
+            "SCHEDULE_POLL_SECONDS": "0.5",
+            "CHANGE_BATCH_SIZE": "1000",
+            "CHANGE_DELAY_SECONDS": "3600",
+            **env,
+        }
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "app", "serve", "--port", str(self.port), "--no-migrate"],
+            env=environment,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, "a replica exited at start"
+            try:
+                if httpx.get(f"{self.base}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError("a replica did not become ready")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+@pytest.fixture
+def database_url(postgres_url: str) -> str:
+    """Several replicas need PostgreSQL (SQLite serves one process): these tests use it alone."""
+    from app import migrate
+
+    migrate.upgrade(postgres_url)
+    return postgres_url
+
+
+@pytest.fixture
+async def api(database_url: str, cloud: Cloud) -> AsyncIterator[Api]:
+    """The service in the test's own loop, without a worker: the replicas do the work."""
+    from app.main import create_app
+    from tests.conftest import _truncate, make_settings
+
+    engine = create_engine(database_url)
+    await _truncate(engine)
+    await engine.dispose()
+    app = create_app(make_settings(database_url, worker_enabled=False, **cloud.settings()))
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client,
+    ):
+        yield Api(client, app)
+
+
+@pytest.fixture
+def replicas(database_url: str, cloud: Cloud, api: Api) -> Iterator[list[Replica]]:
+    started = [Replica(database_url, cloud), Replica(database_url, cloud)]
+    try:
+        for r in started:
+            r.wait_ready()
+        yield started
+    finally:
+        for r in started:
+            r.stop()
+
+
+async def _count(database_url: str, stmt: Any) -> int:
+    engine = create_engine(database_url)
+    try:
+        async with session_scope(sessionmaker(engine)) as session:
+            return int((await session.execute(stmt)).scalar_one())
+    finally:
+        await engine.dispose()
+
+
+async def _setup(
+    api: Api, cloud: Cloud, database_url: str, *, wait_initial: bool = True
+) -> tuple[dict[str, Any], dict[str, str]]:
+    tenant = cloud.tenant(users=5, groups=0, seed=3)
+    pbx, h = await api.new_pbx()
+    await connect(api, cloud, tenant, h)
+    resp = await api.client.put("/api/v1/integration/user-sync", json={"enabled": True}, headers=h)
+    assert resp.status_code == 200
+    if wait_initial:
+        done = (
+            select(func.count())
+            .select_from(SyncRun)
+            .where(SyncRun.pbx_id == pbx["id"], SyncRun.status.in_(("succeeded", "partial")))
+        )
+
+        async def initial_done() -> bool:
+            return await _count(database_url, done) >= 1
+
+        await _wait(initial_done, 30, "the initial run did not finish")
+    return pbx, h
+
+
+async def _wait(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not await predicate():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.2)
+
+
+async def test_a_schedule_fire_queues_one_run(
+    replicas: list[Replica], api: Api, cloud: Cloud, database_url: str
+) -> None:
+    pbx, h = await _setup(api, cloud, database_url)
+    now = utcnow()
+    fire_at = (now + timedelta(minutes=1)).replace(second=0, microsecond=0)
+    if (fire_at - now).total_seconds() < 5:
+        fire_at += timedelta(minutes=1)
+    resp = await api.client.put(
+        "/api/v1/integration/schedule",
+        json={"frequency": "daily", "time": fire_at.strftime("%H:%M")},
+        headers=h,
+    )
+    assert resp.status_code == 200
+    scheduled = (
+        select(func.count())
+        .select_from(SyncRun)
+        .where(SyncRun.pbx_id == pbx["id"], SyncRun.trigger == "schedule")
+    )
+
+    async def fired() -> bool:
+        return await _count(database_url, scheduled) >= 1
+
+    await _wait(fired, (fire_at - utcnow()).total_seconds() + 15, "the schedule did not fire")
+    await asyncio.sleep(2)  # the other replica's timer fired too by now
+    assert await _count(database_url, scheduled) == 1
+
+
+async def test_notifications_posted_to_either_replica_count_once(
+    replicas: list[Replica], api: Api, cloud: Cloud, database_url: str
+) -> None:
+    pbx, _ = await _setup(api, cloud, database_url)
+    engine = create_engine(database_url)
+    async with session_scope(sessionmaker(engine)) as session:
+        session.add(
+            GraphSubscription(
+                id="sub-test",
+                pbx_id=pbx["id"],
+                resource="users",
+                change_type="updated,deleted",
+                client_state_hash=client_state_hash("the-state"),
+                expires_at=utcnow() + timedelta(days=1),
+            )
+        )
+    await engine.dispose()
+    async with httpx.AsyncClient() as client:
+        for i in range(40):
+            target = replicas[i % 2]
+            item = {
+                "subscriptionId": "sub-test",
+                "clientState": "the-state",
+                "changeType": "updated",
+                "resource": f"Users/{i}",
+            }
+            resp = await client.post(f"{target.base}/webhooks/graph", json={"value": [item]})
+            assert resp.status_code == 202
+    pending = select(func.coalesce(func.sum(PendingChanges.count), 0)).where(
+        PendingChanges.pbx_id == pbx["id"]
+    )
+
+    async def counted() -> bool:
+        return await _count(database_url, pending) >= 40
+
+    await _wait(counted, 15, "the notifications were not counted")
+    await asyncio.sleep(1.5)  # both replicas' workers have had their passes
+    assert await _count(database_url, pending) == 40
+
+
+async def test_a_killed_replica_s_run_is_taken_over(
+    replicas: list[Replica], api: Api, cloud: Cloud, database_url: str
+) -> None:
+    pbx, h = await _setup(api, cloud, database_url, wait_initial=False)
+    # Slow Graph down so that the run is still going when its process dies.
+    cloud.control.post(
+        "/faults", json={"action": "latency", "latency_ms": 1500, "path": r"^/v1\.0/users"}
+    ).raise_for_status()
+    try:
+        running = select(SyncRun).where(SyncRun.pbx_id == pbx["id"], SyncRun.status == "running")
+        engine = create_engine(database_url)
+        maker = sessionmaker(engine)
+        owner = None
+        deadline = time.monotonic() + 20
+        while owner is None:
+            assert time.monotonic() < deadline, "no replica started the run"
+            async with session_scope(maker) as session:
+                run = (await session.execute(running)).scalar_one_or_none()
+            if run is not None and run.locked_by:
+                owner = run
+            await asyncio.sleep(0.05)
+        victim = next(r for r in replicas if f":{r.proc.pid}:" in owner.locked_by)
+        victim.proc.send_signal(signal.SIGKILL)
+        victim.proc.wait(timeout=10)
+        cloud.control.delete("/faults").raise_for_status()
+
+        async def taken_over() -> bool:
+            async with session_scope(maker) as session:
+                retry = (
+                    await session.execute(select(SyncRun).where(SyncRun.retry_of == owner.id))
+                ).scalar_one_or_none()
+                dead = await session.get(SyncRun, owner.id)
+            return bool(
+                dead
+                and dead.status == "interrupted"
+                and retry
+                and retry.status in ("succeeded", "partial")
+            )
+
+        await _wait(taken_over, 30, "the run was not taken over")
+        await engine.dispose()
+    finally:
+        cloud.control.delete("/faults")
+    extensions = (
+        await api.client.get("/api/v1/extensions", params={"managed_by": "entra"}, headers=h)
+    ).json()["items"]
+    assert len(extensions) >= 4
