@@ -1,6 +1,9 @@
-"""Approving held deletions: re-plan against the current directory, delete only what was held."""
+"""Approving held deletions: re-plan against the current directory, delete only what was held
+(409 `plan_stale` when the deletions grew since), for extensions and extension groups alike."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -10,60 +13,113 @@ from app.graph.errors import GraphError
 from app.integration import repository as integ_repo
 from app.integration.tokens import graph_for
 from app.runtime import Runtime
+from app.sync.apply_groups import apply_groups
 from app.sync.apply_users import apply_users
-from app.sync.engine import current_extensions, user_rules
+from app.sync.engine import (
+    current_extensions,
+    current_groups,
+    group_rules,
+    synced_extension_map,
+    user_rules,
+)
+from app.sync.fetch_groups import fetch_groups
 from app.sync.fetch_users import fetch_users
 from app.sync.models import SyncRun
+from app.sync.plan_groups import GroupPlan, plan_groups
 from app.sync.plan_users import UserPlan, plan_users
 from app.tenants.models import Pbx
 
 
+def _stale(grown: list[str], what: str) -> Conflict:
+    return Conflict(
+        f"{len(grown)} more {what} would be deleted now than were held; run a new sync.",
+        code="plan_stale",
+        extra_deletions=len(grown),
+    )
+
+
 async def approve_held(session: AsyncSession, runtime: Runtime, run: SyncRun) -> None:
-    held_ids = {e["id"] for e in (run.held or {}).get("extensions", [])}
-    rules_rows = await integ_repo.rules(session, run.pbx_id)
-    rule = rules_rows.get("user_sync")
-    if rule is None or rule.state != "active":
-        raise Conflict(
-            "User sync is not active: nothing can be approved.", code="section_not_active"
-        )
-    rules = user_rules(rule.config)
+    held: dict[str, Any] = run.held or {}
     pbx = await session.get(Pbx, run.pbx_id)
     assert pbx is not None
+    rules_rows = await integ_repo.rules(session, run.pbx_id)
+    graph = graph_for(runtime, run.pbx_id)
+    counts = dict(run.counts or {})
+    user_plan: UserPlan | None = None
+    group_plan: GroupPlan | None = None
     try:
-        fetched = await fetch_users(
-            graph_for(runtime, run.pbx_id),
-            rules,
-            delta_link=None,
-            full=True,
-            retry_ids=set(),
-            managed_ids=set(),
-        )
+        held_exts = {e["id"] for e in held.get("extensions", [])}
+        if held_exts:
+            rule = rules_rows.get("user_sync")
+            if rule is None or rule.state != "active":
+                raise Conflict(
+                    "User sync is not active: nothing can be approved.", code="section_not_active"
+                )
+            rules = user_rules(rule.config)
+            fetched = await fetch_users(
+                graph, rules, delta_link=None, full=True, retry_ids=set(), managed_ids=set()
+            )
+            plan = plan_users(
+                fetched.input,
+                await current_extensions(session, run.pbx_id),
+                rules,
+                pbx.max_extensions,
+            )
+            grown = sorted({r.ext.id for r in plan.deletes} - held_exts)
+            if grown:
+                raise _stale(grown, "extensions")
+            user_plan = UserPlan(deletes=plan.deletes)
+        held_groups = {g["id"] for g in held.get("extension_groups", [])}
+        if held_groups:
+            rule = rules_rows.get("group_sync")
+            if rule is None or rule.state != "active":
+                raise Conflict(
+                    "Group sync is not active: nothing can be approved.", code="section_not_active"
+                )
+            grules = group_rules(rule.config)
+            current = await current_groups(session, run.pbx_id)
+            synced = {g.entra_id for g in current if g.managed_by == "entra" and g.entra_id}
+            gfetched = await fetch_groups(
+                graph, grules, delta_link=None, full=True, synced_ids=synced, nesting={}
+            )
+            gplan = plan_groups(
+                gfetched.input,
+                current,
+                await synced_extension_map(session, run.pbx_id),
+                grules,
+                pbx.max_extension_groups,
+            )
+            grown = sorted({r.group.id for r in gplan.deletes} - held_groups)
+            if grown:
+                raise _stale(grown, "extension groups")
+            group_plan = GroupPlan(deletes=gplan.deletes)
     except (GraphError, TokenError) as exc:
         raise ProblemError(
             f"The directory could not be read: {exc}", status=502, code="graph_error"
         ) from None
-    plan = plan_users(
-        fetched.input, await current_extensions(session, run.pbx_id), rules, pbx.max_extensions
-    )
-    now_ids = {r.ext.id for r in plan.deletes}
-    grown = sorted(now_ids - held_ids)
-    if grown:
-        raise Conflict(
-            f"{len(grown)} more extensions would be deleted now than were held; run a new sync.",
-            code="plan_stale",
-            extra_deletions=len(grown),
+    decided: dict[str, Any] = {"decision": "approved"}
+    if user_plan is not None:
+        await apply_users(
+            session,
+            pbx_id=run.pbx_id,
+            run_id=run.id,
+            plan=user_plan,
+            apply_deletes=True,
+            send_welcome=False,
+            mail_configured=False,
         )
-    await apply_users(
-        session,
-        pbx_id=run.pbx_id,
-        run_id=run.id,
-        plan=UserPlan(deletes=plan.deletes),
-        apply_deletes=True,
-        send_welcome=False,
-        mail_configured=False,
-    )
-    counts = dict((run.counts or {}).get("users", {}))
-    counts["deleted"] = counts.get("deleted", 0) + len(plan.deletes)
-    run.counts = {**(run.counts or {}), "users": counts}
-    run.held = {**(run.held or {}), "decision": "approved", "deleted": len(plan.deletes)}
+        users = dict(counts.get("users", {}))
+        users["deleted"] = users.get("deleted", 0) + len(user_plan.deletes)
+        counts["users"] = users
+        decided["deleted"] = len(user_plan.deletes)
+    if group_plan is not None:
+        await apply_groups(
+            session, pbx_id=run.pbx_id, run_id=run.id, plan=group_plan, apply_deletes=True
+        )
+        groups = dict(counts.get("groups", {}))
+        groups["deleted"] = groups.get("deleted", 0) + len(group_plan.deletes)
+        counts["groups"] = groups
+        decided["deleted_groups"] = len(group_plan.deletes)
+    run.counts = counts
+    run.held = {**held, **decided}
     run.status = "partial" if run.failures else "succeeded"

@@ -306,6 +306,23 @@ async def test_deletion_guard_and_dry_run(sync_api: Api, cloud: Cloud) -> None:
     integ = (await s.api.client.get("/api/v1/integration", headers=s.h)).json()
     assert integ["held_run_id"] == held["id"]
 
+    # A third deletion since: approving is refused as stale.
+    s.control("DELETE", f"/groups/{ids[2]}")
+    stale = await s.api.client.post(f"/api/v1/sync-runs/{held['id']}/approve", headers=s.h)
+    assert stale.status_code == 409 and stale.json()["code"] == "plan_stale"
+    rejected = await s.api.client.post(f"/api/v1/sync-runs/{held['id']}/reject", headers=s.h)
+    assert rejected.status_code == 200
+
+    # The next run holds all three; approving deletes exactly those.
+    held2 = await s.sync(scopes=["groups"])
+    assert held2["status"] == "held" and len(held2["held"]["extension_groups"]) == 3
+    approved = await s.api.client.post(f"/api/v1/sync-runs/{held2['id']}/approve", headers=s.h)
+    assert approved.status_code == 200, approved.text
+    assert (
+        approved.json()["held"]["deleted_groups"] == 3 and approved.json()["groups"]["deleted"] == 3
+    )
+    assert not {"G0", "G1", "G2"} & set(await groups(s))
+
 
 async def test_users_and_groups_in_one_run_keep_memberships(sync_api: Api, cloud: Cloud) -> None:
     s, (a, b, _) = await setup(sync_api, cloud)
