@@ -249,7 +249,7 @@ def _section_routes(section: str, path: str) -> None:
             await session.commit()
             worker = getattr(request.app.state, "worker", None)
             if worker is not None:
-                worker.wake()
+                worker.check_subscriptions_soon()
             result["initial_run_id"] = run_id
         return result
 

@@ -45,6 +45,19 @@ async def rules(session: AsyncSession, pbx_id: str) -> dict[str, SyncRule]:
     return {r.section: r for r in (await session.execute(stmt)).scalars()}
 
 
+# The rule sections that are run scopes.
+SECTION_SCOPES = {"user_sync": "users", "group_sync": "groups", "contacts_sync": "contacts"}
+DIRECTORY_SECTIONS = ("user_sync", "group_sync")
+
+
+async def active_scopes(
+    session: AsyncSession, pbx_id: str, sections: tuple[str, ...] = tuple(SECTION_SCOPES)
+) -> set[str]:
+    """The run scopes of the sections (of those given) that are active."""
+    found = await rules(session, pbx_id)
+    return {SECTION_SCOPES[s] for s in sections if s in found and found[s].state == "active"}
+
+
 async def token_cache(session: AsyncSession, pbx_id: str) -> TokenCache | None:
     return await session.get(TokenCache, pbx_id)
 

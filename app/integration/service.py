@@ -523,9 +523,7 @@ async def enable(session: AsyncSession, runtime: Runtime, pbx: Pbx) -> DisableRe
         if rule is not None and rule.state == "active":
             await repo.set_managed_by(session, pbx.id, kind, ("entra_frozen",), "entra")
             rule.needs_full_sync = True
-            scopes.append(
-                {"user_sync": "users", "group_sync": "groups", "contacts_sync": "contacts"}[section]
-            )
+            scopes.append(repo.SECTION_SCOPES[section])
     run_id = None
     if scopes:
         run, _ = await runs.enqueue(session, pbx.id, "resync", scopes)

@@ -71,12 +71,9 @@ async def _queue_due(runtime: Runtime) -> list[str]:
             ).scalar_one_or_none()
             if integ is None or integ.status != "connected":
                 continue
-            rules = await integ_repo.rules(session, row.pbx_id)
-            scopes = {
-                scope
-                for section, scope in subscriptions.SYNC_SECTIONS.items()
-                if section in rules and rules[section].state == "active"
-            }
+            scopes = await integ_repo.active_scopes(
+                session, row.pbx_id, integ_repo.DIRECTORY_SECTIONS
+            )
             if scopes:
                 run, _ = await runs.enqueue(session, row.pbx_id, "changes", scopes)
                 queued.append(run.id)

@@ -32,7 +32,6 @@ RESOURCES = ("users", "groups")
 LIFETIME = timedelta(minutes=41_760) - timedelta(minutes=30)
 RENEW_BEFORE = timedelta(days=3)
 WARNING = "notifications_unavailable"
-SYNC_SECTIONS = {"user_sync": "users", "group_sync": "groups"}
 
 
 def _warn(integ: Integration, message: str | None) -> None:
@@ -43,10 +42,7 @@ def _warn(integ: Integration, message: str | None) -> None:
 
 
 async def _active_scopes(session: Any, pbx_id: str) -> set[str]:
-    rules = await integ_repo.rules(session, pbx_id)
-    return {
-        scope for s, scope in SYNC_SECTIONS.items() if s in rules and rules[s].state == "active"
-    }
+    return await integ_repo.active_scopes(session, pbx_id, integ_repo.DIRECTORY_SECTIONS)
 
 
 async def _create(runtime: Runtime, pbx_id: str, resource: str) -> tuple[str, str, Any]:

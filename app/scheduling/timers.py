@@ -30,7 +30,6 @@ from app.sync import runs
 from app.tenants.models import Pbx
 
 log = logging.getLogger("pbx_entra.schedule")
-SECTION_SCOPES = {"user_sync": "users", "group_sync": "groups", "contacts_sync": "contacts"}
 
 
 async def fire(runtime: Runtime, pbx_id: str, fire_at: datetime) -> str | None:
@@ -46,12 +45,7 @@ async def fire(runtime: Runtime, pbx_id: str, fire_at: datetime) -> str | None:
         integ = await integ_repo.get(session, pbx_id)
         if integ is None or integ.status != "connected":
             return None
-        rules = await integ_repo.rules(session, pbx_id)
-        scopes = {
-            scope
-            for s, scope in SECTION_SCOPES.items()
-            if s in rules and rules[s].state == "active"
-        }
+        scopes = await integ_repo.active_scopes(session, pbx_id)
         if not scopes:
             return None
         run, _ = await runs.enqueue(session, pbx_id, "schedule", scopes)

@@ -17,7 +17,6 @@ from app.sync.models import SyncChange, SyncRun
 from app.sync.schemas import RunOut, SyncRequest
 from app.tenants.models import Pbx
 
-SECTION_SCOPES = {"user_sync": "users", "group_sync": "groups", "contacts_sync": "contacts"}
 EMPTY = {"users": None, "groups": None, "contacts": None, "graph": None}
 
 
@@ -69,12 +68,7 @@ async def request_sync(
             else "integration_not_connected"
         )
         raise Conflict("Sync needs a connected integration.", code=code)
-    rules = await integ_repo.rules(session, pbx.id)
-    active = {
-        scope
-        for section, scope in SECTION_SCOPES.items()
-        if section in rules and rules[section].state == "active"
-    }
+    active = await integ_repo.active_scopes(session, pbx.id)
     wanted: set[str] = set(body.scopes) if body.scopes else active
     inactive = sorted(wanted - active)
     if inactive:

@@ -51,6 +51,11 @@ class Worker:
     def wake(self) -> None:
         self._wake.set()
 
+    def check_subscriptions_soon(self) -> None:
+        """A sync section was turned on: create its Graph subscriptions without waiting."""
+        self._last_subscription_check = float("-inf")
+        self._wake.set()
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="sync-worker")
 

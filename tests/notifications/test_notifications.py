@@ -7,6 +7,7 @@ Two instances of the service share the database, as two replicas would: one is s
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -100,7 +101,8 @@ async def _subscribed(sv: Served) -> list[dict[str, Any]]:
 
 
 async def test_handshake_and_forged_client_state(served: Served) -> None:
-    async with httpx.AsyncClient(base_url=served.base_url, verify=served.ca) as client:
+    ctx = ssl.create_default_context(cafile=served.ca)
+    async with httpx.AsyncClient(base_url=served.base_url, verify=ctx) as client:
         resp = await client.post(
             "/webhooks/graph",
             params={"validationToken": "Validation: Testing client application reachability 2a9f"},
