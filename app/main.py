@@ -19,6 +19,7 @@ from app.integration.endpoints import router as integration_router
 from app.middleware import RequestContext
 from app.notifications.endpoints import api_router as subscriptions_router
 from app.notifications.endpoints import router as webhooks_router
+from app.notifications.webhooks import Inbox
 from app.runtime import Runtime
 from app.scheduling.timers import ScheduleTimers
 from app.sync.endpoints import router as sync_router
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessionmaker = sessionmaker(engine)
         app.state.runtime = Runtime.create(cfg, app.state.sessionmaker)
+        app.state.inbox = Inbox(app.state.sessionmaker)
         app.state.worker = Worker(
             app.state.runtime,
             lease_seconds=cfg.worker_lease_seconds,

@@ -26,7 +26,7 @@ class SubscriptionOut(BaseModel):
     status: str
 
 
-async def _receive(request: Request, session: Session, lifecycle: bool) -> Response:
+async def _receive(request: Request, lifecycle: bool) -> Response:
     token = request.query_params.get("validationToken")
     if token is not None:
         # The handshake: the token back, unchanged, as text/plain, at once.
@@ -42,8 +42,8 @@ async def _receive(request: Request, session: Session, lifecycle: bool) -> Respo
             status=400,
             code="invalid_notification",
         ) from None
-    await webhooks.accept(session, [i for i in items if isinstance(i, dict)], lifecycle=lifecycle)
-    await session.commit()
+    inbox: webhooks.Inbox = request.app.state.inbox
+    await inbox.accept([i for i in items if isinstance(i, dict)], lifecycle=lifecycle)
     worker = getattr(request.app.state, "worker", None)
     if worker is not None:
         worker.wake()
@@ -53,9 +53,9 @@ async def _receive(request: Request, session: Session, lifecycle: bool) -> Respo
 @router.post(
     "/webhooks/graph", status_code=202, responses={200: {"description": "Validation handshake"}}
 )
-async def graph_notifications(request: Request, session: Session) -> Response:
+async def graph_notifications(request: Request) -> Response:
     """Graph's notificationUrl: the validation handshake, or a batch of change notifications."""
-    return await _receive(request, session, lifecycle=False)
+    return await _receive(request, lifecycle=False)
 
 
 @router.post(
@@ -63,9 +63,9 @@ async def graph_notifications(request: Request, session: Session) -> Response:
     status_code=202,
     responses={200: {"description": "Validation handshake"}},
 )
-async def graph_lifecycle(request: Request, session: Session) -> Response:
+async def graph_lifecycle(request: Request) -> Response:
     """Graph's lifecycleNotificationUrl: reauthorizationRequired, subscriptionRemoved, missed."""
-    return await _receive(request, session, lifecycle=True)
+    return await _receive(request, lifecycle=True)
 
 
 @api_router.get("/subscriptions", response_model=list[SubscriptionOut])
