@@ -23,11 +23,14 @@ KIND_MODELS: dict[str, tuple[type[Any], ...]] = {
 
 
 async def get(
-    session: AsyncSession, pbx_id: str, *, for_update: bool = False
+    session: AsyncSession, pbx_id: str, *, for_update: bool = False, skip_locked: bool = False
 ) -> Integration | None:
     stmt = select(Integration).where(Integration.pbx_id == pbx_id)
     if for_update:
-        stmt = stmt.with_for_update()
+        # A locked read must see the row as it is now, not as this session first loaded it.
+        stmt = stmt.with_for_update(skip_locked=skip_locked).execution_options(
+            populate_existing=True
+        )
     return (await session.execute(stmt)).scalar_one_or_none()
 
 

@@ -493,12 +493,15 @@ async def _cleanup(session: AsyncSession, pbx_id: str, choice: CleanupChoice) ->
 async def disable(
     session: AsyncSession, runtime: Runtime, pbx: Pbx, choice: CleanupChoice
 ) -> DisableResult:
-    integ = await repo.get(session, pbx.id, for_update=True)
-    if integ is None or integ.status not in ("connected", "error"):
+    current = await repo.get(session, pbx.id)
+    if current is None or current.status not in ("connected", "error"):
         raise Conflict(
             "Only a connected integration can be disabled.", code="integration_not_connected"
         )
+    # Graph first, before the row is locked: a token refresh may need to update that row.
     await subscriptions.remove_all(runtime, pbx.id)
+    integ = await repo.get(session, pbx.id, for_update=True)
+    assert integ is not None
     integ.status = "disabled"
     await runs.cancel_waiting(session, pbx.id)
     for kind in ("extensions", "extension_groups", "phonebooks"):
@@ -535,11 +538,14 @@ async def enable(session: AsyncSession, runtime: Runtime, pbx: Pbx) -> DisableRe
 async def disconnect(
     session: AsyncSession, runtime: Runtime, pbx: Pbx, choice: CleanupChoice
 ) -> DisableResult:
-    integ = await repo.get(session, pbx.id, for_update=True)
-    if integ is None or integ.status == "not_configured":
+    current = await repo.get(session, pbx.id)
+    if current is None or current.status == "not_configured":
         raise Conflict("The integration is not configured.", code="integration_not_configured")
-    if integ.status in ("connected", "error"):
+    if current.status in ("connected", "error"):
+        # Graph first, before the row is locked: a token refresh may need to update that row.
         await subscriptions.remove_all(runtime, pbx.id)
+    integ = await repo.get(session, pbx.id, for_update=True)
+    assert integ is not None
     await runs.cancel_waiting(session, pbx.id, include_held=True)
     chosen = {kind for name, (kind, _) in CLEANUP_KINDS.items() if getattr(choice, name)}
     for kind in ("extensions", "extension_groups", "phonebooks"):

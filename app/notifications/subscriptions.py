@@ -65,63 +65,61 @@ async def _create(runtime: Runtime, pbx_id: str, resource: str) -> tuple[str, st
 
 
 async def ensure(runtime: Runtime, pbx_id: str) -> int:
-    """Create the missing subscriptions, renew those due; returns how many were (re)created."""
+    """Create the missing subscriptions, renew those due; returns how many were (re)created.
+
+    The integration row stays locked meanwhile (SKIP LOCKED: a replica already at it for this
+    PBX makes the others pass), so two replicas never create the same subscription twice."""
+    created = 0
+    gap = False
     async with session_scope(runtime.sessionmaker) as session:
-        integ = await integ_repo.get(session, pbx_id)
+        integ = await integ_repo.get(session, pbx_id, for_update=True, skip_locked=True)
         if integ is None or integ.status != "connected":
             return 0
         # Users and groups both: group membership decides a group-range user sync, too.
         wanted = set(RESOURCES) if await _active_scopes(session, pbx_id) else set()
         held = {s.resource: s for s in await repo.subscriptions_of(session, pbx_id)}
-    created = 0
-    gap = False
-    for resource in sorted(wanted):
-        sub = held.get(resource)
-        if sub is not None and sub.expires_at - utcnow() > RENEW_BEFORE:
-            continue
-        if sub is not None and sub.expires_at > utcnow():
-            try:
-                expires = utcnow() + LIFETIME
-                await graph_for(runtime, pbx_id).request(
-                    "PATCH",
-                    f"subscriptions/{sub.id}",
-                    json_body={"expirationDateTime": expires.isoformat().replace("+00:00", "Z")},
-                )
-            except GraphError as exc:
-                if exc.status != 404:
-                    log.warning("renewing subscription %s failed: %s", sub.id, exc)
-                    continue
-                gap = True  # Graph no longer has it: re-create below
-            except TokenError:
-                return created
-            else:
-                async with session_scope(runtime.sessionmaker) as session:
-                    row = await session.get(GraphSubscription, sub.id)
-                    if row is not None:
-                        row.expires_at = expires
-                        row.renewed_at = utcnow()
+        graph = graph_for(runtime, pbx_id)
+        for resource in sorted(wanted):
+            sub = held.get(resource)
+            now = utcnow()
+            if sub is not None and sub.expires_at - now > RENEW_BEFORE:
                 continue
-        elif sub is not None:
-            gap = True  # expired: notifications may have been missed
-        try:
-            sub_id, client_state, expires = await _create(runtime, pbx_id, resource)
-        except GraphError as exc:
-            async with session_scope(runtime.sessionmaker) as session:
-                integ = await integ_repo.get(session, pbx_id, for_update=True)
-                if integ is not None:
-                    _warn(
-                        integ,
-                        f"Microsoft Graph refused change notifications ({exc.code}: {exc.message}); "
-                        "syncs run on the schedule and Update Now only.",
+            if sub is not None and sub.expires_at > now:
+                expires = now + LIFETIME
+                try:
+                    await graph.request(
+                        "PATCH",
+                        f"subscriptions/{sub.id}",
+                        json_body={
+                            "expirationDateTime": expires.isoformat().replace("+00:00", "Z")
+                        },
                     )
-            return created
-        except TokenError:
-            return created
-        async with session_scope(runtime.sessionmaker) as session:
-            if sub is not None:
-                await session.execute(
-                    delete(GraphSubscription).where(GraphSubscription.id == sub.id)
+                except GraphError as exc:
+                    if exc.status != 404:
+                        log.warning("renewing subscription %s failed: %s", sub.id, exc)
+                        continue
+                    gap = True  # Graph no longer has it: re-create below
+                except TokenError:
+                    break
+                else:
+                    sub.expires_at = expires
+                    sub.renewed_at = utcnow()
+                    continue
+            elif sub is not None:
+                gap = True  # expired: notifications may have been missed
+            try:
+                sub_id, client_state, expires = await _create(runtime, pbx_id, resource)
+            except GraphError as exc:
+                _warn(
+                    integ,
+                    f"Microsoft Graph refused change notifications ({exc.code}: {exc.message}); "
+                    "syncs run on the schedule and Update Now only.",
                 )
+                break
+            except TokenError:
+                break
+            if sub is not None:
+                await session.delete(sub)
             session.add(
                 GraphSubscription(
                     id=sub_id,
@@ -133,10 +131,8 @@ async def ensure(runtime: Runtime, pbx_id: str) -> int:
                     status="active",
                 )
             )
-            integ = await integ_repo.get(session, pbx_id, for_update=True)
-            if integ is not None:
-                _warn(integ, None)
-        created += 1
+            _warn(integ, None)
+            created += 1
     if gap:
         await queue_resync(runtime, pbx_id)
     return created
