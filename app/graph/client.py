@@ -230,6 +230,16 @@ class GraphClient:
                 with contextlib.suppress(asyncio.CancelledError, GraphError):
                     await pending
 
+    async def get_each(self, urls: list[str]) -> list[tuple[int, Any]]:
+        """GET each relative URL through $batch: (status, body) per URL, in order."""
+        requests = [{"id": str(i), "method": "GET", "url": url} for i, url in enumerate(urls)]
+        responses = await self.batch(requests) if requests else {}
+        out = []
+        for i in range(len(urls)):
+            resp = responses.get(str(i), {})
+            out.append((int(resp.get("status", 0)), resp.get("body")))
+        return out
+
     async def batch(self, requests: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         """Run GET sub-requests through $batch (20 a call); throttled ones are retried alone."""
         results: dict[str, dict[str, Any]] = {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class GraphError(Exception):
     """Graph answered with an error (or could not be reached after the retries)."""
@@ -20,3 +22,9 @@ class GraphError(Exception):
             "resyncRequired",
             "SyncStateNotFound",
         }
+
+
+def batch_error(status: int, body: Any) -> GraphError:
+    """The error of one $batch answer."""
+    err = body.get("error", {}) if isinstance(body, dict) else {}
+    return GraphError(status, str(err.get("code", "batch_error")), str(err.get("message", "")))

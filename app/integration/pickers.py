@@ -135,24 +135,18 @@ async def _purposes(graph: GraphClient, pbx_id: str, user_ids: list[str]) -> dic
     }
     missing = [uid for uid in user_ids if uid not in result]
     if missing:
-        requests = [
-            {"id": str(i), "method": "GET", "url": f"/users/{uid}/mailboxSettings/userPurpose"}
-            for i, uid in enumerate(missing)
-        ]
         try:
-            responses = await graph.batch(requests)
+            answers = await graph.get_each(
+                [f"/users/{uid}/mailboxSettings/userPurpose" for uid in missing]
+            )
         except GraphError as exc:
             raise ProblemError(
                 f"Microsoft Graph answered {exc.status} {exc.code}: {exc.message}",
                 status=502,
                 code="graph_error",
             ) from None
-        for i, uid in enumerate(missing):
-            resp = responses.get(str(i), {})
-            purpose = None
-            if int(resp.get("status", 0)) == 200:
-                body = resp.get("body") or {}
-                purpose = body.get("value") if isinstance(body, dict) else None
+        for uid, (status, body) in zip(missing, answers, strict=True):
+            purpose = body.get("value") if status == 200 and isinstance(body, dict) else None
             cache[uid] = (purpose, now)
             result[uid] = purpose
     return result

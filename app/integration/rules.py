@@ -73,27 +73,22 @@ async def _group_names(runtime: Runtime, pbx_id: str, ids: list[str]) -> list[di
     """Chosen groups with their display names; `missing` when Entra no longer has them."""
     if not ids:
         return []
-    requests = [
-        {"id": str(i), "method": "GET", "url": f"/groups/{gid}?$select=id,displayName"}
-        for i, gid in enumerate(ids)
-    ]
     try:
-        responses = await graph_for(runtime, pbx_id).batch(requests)
+        answers = await graph_for(runtime, pbx_id).get_each(
+            [f"/groups/{gid}?$select=id,displayName" for gid in ids]
+        )
     except (GraphError, TokenError):
         return [{"id": gid, "display_name": None, "missing": None} for gid in ids]
-    out = []
-    for i, gid in enumerate(ids):
-        resp = responses.get(str(i), {})
-        status = int(resp.get("status", 0))
-        body = resp.get("body") if isinstance(resp.get("body"), dict) else {}
-        out.append(
-            {
-                "id": gid,
-                "display_name": (body or {}).get("displayName") if status == 200 else None,
-                "missing": True if status == 404 else (False if status == 200 else None),
-            }
-        )
-    return out
+    return [
+        {
+            "id": gid,
+            "display_name": body.get("displayName")
+            if status == 200 and isinstance(body, dict)
+            else None,
+            "missing": True if status == 404 else (False if status == 200 else None),
+        }
+        for gid, (status, body) in zip(ids, answers, strict=True)
+    ]
 
 
 async def get_section(

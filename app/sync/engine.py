@@ -324,26 +324,36 @@ class RunExecutor:
                 retry.add(entra_id)
         return retry
 
+    async def _section(
+        self, session: AsyncSession, name: str, scope: str
+    ) -> tuple[SyncRule, dict[str, Any]] | None:
+        """The section's rule and the deletion guard, or None (and a warning) when it is off."""
+        rules_rows = await integ_repo.rules(session, self.pbx_id)
+        rule = rules_rows.get(name)
+        if rule is None or rule.state != "active":
+            self.report.warnings.append(
+                {
+                    "scope": scope,
+                    "source_id": None,
+                    "code": "section_not_active",
+                    "message": f"{scope.title()} sync is not active.",
+                }
+            )
+            return None
+        guard = DeletionGuard.model_validate(
+            rules_rows["deletion_guard"].config if "deletion_guard" in rules_rows else {}
+        ).model_dump()
+        return rule, guard
+
     # Users --------------------------------------------------------------------------------
 
     async def sync_users(self) -> None:
         async with session_scope(self.runtime.sessionmaker) as session:
-            rules_rows = await integ_repo.rules(session, self.pbx_id)
-            rule = rules_rows.get("user_sync")
-            if rule is None or rule.state != "active":
-                self.report.warnings.append(
-                    {
-                        "scope": "users",
-                        "source_id": None,
-                        "code": "section_not_active",
-                        "message": "User sync is not active.",
-                    }
-                )
+            section = await self._section(session, "user_sync", "users")
+            if section is None:
                 return
+            rule, guard = section
             rules = user_rules(rule.config)
-            guard = DeletionGuard.model_validate(
-                rules_rows["deletion_guard"].config if "deletion_guard" in rules_rows else {}
-            ).model_dump()
             delta_link = await repo.delta_link(session, self.pbx_id, "users")
             failed = await repo.failures(session, self.pbx_id, "users")
             pbx = await session.get(Pbx, self.pbx_id)
@@ -527,22 +537,11 @@ class RunExecutor:
 
     async def sync_groups(self) -> None:
         async with session_scope(self.runtime.sessionmaker) as session:
-            rules_rows = await integ_repo.rules(session, self.pbx_id)
-            rule = rules_rows.get("group_sync")
-            if rule is None or rule.state != "active":
-                self.report.warnings.append(
-                    {
-                        "scope": "groups",
-                        "source_id": None,
-                        "code": "section_not_active",
-                        "message": "Group sync is not active.",
-                    }
-                )
+            section = await self._section(session, "group_sync", "groups")
+            if section is None:
                 return
+            rule, guard = section
             rules = group_rules(rule.config)
-            guard = DeletionGuard.model_validate(
-                rules_rows["deletion_guard"].config if "deletion_guard" in rules_rows else {}
-            ).model_dump()
             delta_link = await repo.delta_link(session, self.pbx_id, GROUPS_DELTA)
             nesting_text = await repo.delta_link(session, self.pbx_id, NESTING_RESOURCE)
             failed = await repo.failures(session, self.pbx_id, "groups")

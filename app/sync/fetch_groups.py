@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.graph.client import GraphClient
-from app.graph.errors import GraphError
+from app.graph.errors import GraphError, batch_error
 from app.sync.groups_model import GROUP_SELECT, EntraGroup
 from app.sync.plan_groups import GroupInput, GroupRules, in_range
 
@@ -100,26 +100,14 @@ async def read_groups(
     ordered = sorted(set(ids))
     found: dict[str, EntraGroup] = {}
     gone: set[str] = set()
-    if not ordered:
-        return found, gone
-    requests = [
-        {"id": str(i), "method": "GET", "url": f"/groups/{gid}?$select={GROUP_SELECT}"}
-        for i, gid in enumerate(ordered)
-    ]
-    responses = await graph.batch(requests)
-    for i, gid in enumerate(ordered):
-        resp = responses.get(str(i), {})
-        status = int(resp.get("status", 0))
+    answers = await graph.get_each([f"/groups/{gid}?$select={GROUP_SELECT}" for gid in ordered])
+    for gid, (status, body) in zip(ordered, answers, strict=True):
         if status == 200:
-            found[gid] = EntraGroup.from_graph(resp["body"])
+            found[gid] = EntraGroup.from_graph(body)
         elif status == 404:
             gone.add(gid)
         else:
-            body = resp.get("body") or {}
-            err = body.get("error", {}) if isinstance(body, dict) else {}
-            raise GraphError(
-                status, str(err.get("code", "batch_error")), str(err.get("message", ""))
-            )
+            raise batch_error(status, body)
     return found, gone
 
 

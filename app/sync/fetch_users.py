@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.graph.client import GraphClient
-from app.graph.errors import GraphError
+from app.graph.errors import GraphError, batch_error
 from app.sync.plan_users import UserInput, UserRules
 from app.sync.users_model import EntraUser, user_select
 
@@ -43,26 +43,14 @@ async def read_by_ids(
     """Users by id through $batch (20 a call); a 404 means the user is gone."""
     found: dict[str, EntraUser] = {}
     gone: dict[str, str] = {}
-    if not ids:
-        return found, gone
-    requests = [
-        {"id": str(i), "method": "GET", "url": f"/users/{uid}?$select={select}"}
-        for i, uid in enumerate(ids)
-    ]
-    responses = await graph.batch(requests)
-    for i, uid in enumerate(ids):
-        resp = responses.get(str(i), {})
-        status = int(resp.get("status", 0))
+    answers = await graph.get_each([f"/users/{uid}?$select={select}" for uid in ids])
+    for uid, (status, body) in zip(ids, answers, strict=True):
         if status == 200:
-            found[uid] = EntraUser.from_graph(resp["body"], number_property)
+            found[uid] = EntraUser.from_graph(body, number_property)
         elif status == 404:
             gone[uid] = "deleted"
         else:
-            body = resp.get("body") or {}
-            err = body.get("error", {}) if isinstance(body, dict) else {}
-            raise GraphError(
-                status, str(err.get("code", "batch_error")), str(err.get("message", ""))
-            )
+            raise batch_error(status, body)
     return found, gone
 
 
