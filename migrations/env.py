@@ -6,6 +6,7 @@ import asyncio
 from logging.config import fileConfig
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from app.db import create_engine
@@ -51,6 +52,11 @@ async def run_migrations_online() -> None:
         return
     engine = create_engine(_url())
     async with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            # Replicas starting together migrate one after the other (a session-level lock,
+            # held until this connection closes; the others then find the schema at head).
+            await conn.execute(text("SELECT pg_advisory_lock(7263541)"))
+            await conn.commit()
         await conn.run_sync(_run)
     await engine.dispose()
 

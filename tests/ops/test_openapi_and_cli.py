@@ -74,3 +74,43 @@ def test_migrate_command_brings_a_new_database_to_head(tmp_path: Path) -> None:
         r[0] for r in sqlite3.connect(tmp_path / "new.db").execute("select name from sqlite_master")
     }
     assert {"pbxes", "extensions", "sync_runs", "integrations", "graph_subscriptions"} <= tables
+
+
+def test_replicas_migrating_at_once_do_not_collide(postgres_url: str) -> None:
+    """Two `pbx-entra migrate` at the same moment on a new PostgreSQL database: both succeed."""
+    import asyncio
+    import uuid
+
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    name = f"pbx_entra_migrate_{uuid.uuid4().hex[:8]}"
+    admin = (
+        make_url(postgres_url)
+        .set(drivername="postgresql", database="postgres")
+        .render_as_string(hide_password=False)
+    )
+
+    async def run(sql: str) -> None:
+        conn = await asyncpg.connect(admin)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run(f'CREATE DATABASE "{name}"'))
+    try:
+        url = make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+        clean = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "SECRET_KEY"}}
+        env = {**clean, "SECRET_KEY": "k", "DATABASE_URL": url}
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "app", "migrate"], env=env, stderr=subprocess.PIPE, text=True
+            )
+            for _ in range(2)
+        ]
+        results = [(p.wait(timeout=120), p.stderr.read() if p.stderr else "") for p in procs]
+        assert [code for code, _ in results] == [0, 0], results
+        assert all("database at migration 0001" in err for _, err in results)
+    finally:
+        asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
