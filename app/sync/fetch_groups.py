@@ -89,7 +89,13 @@ async def _expand(
         done += 1
         await progress(done)
 
-    await asyncio.gather(*(one(gid) for gid in wanted))
+    # A task group: when one read fails for good, the others stop instead of reading on.
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            for gid in wanted:
+                tasks.create_task(one(gid))
+    except* GraphError as failed:
+        raise failed.exceptions[0] from None
     return out, nesting, sorted(gone)
 
 

@@ -352,3 +352,21 @@ async def test_users_and_groups_in_one_run_keep_memberships(sync_api: Api, cloud
     run = await s.sync(scopes=["users"])
     assert run["users"]["deleted"] == 1
     assert (await groups(s))["Team"]["users"] == {b, newbie, late}
+
+
+async def test_a_failure_while_reading_members_applies_nothing(sync_api: Api, cloud: Cloud) -> None:
+    s, (a, b, _) = await setup(sync_api, cloud)
+    for i in range(4):
+        new_group(s, f"F{i}", "security", [a, b])
+    fault = {"action": "error", "status": 403, "path": "transitiveMembers", "tenant_id": s.tid}
+    cloud.control.post("/faults", json=fault).raise_for_status()
+    try:
+        await s.put_rules("group-sync", {"enabled": True})
+        [run] = await s.run_worker()
+    finally:
+        cloud.control.delete("/faults")
+    assert run["status"] == "failed" and run["error"]["scope"] == "groups"
+    assert run["error"]["code"] == "graph_error" and "403" in run["error"]["message"]
+    assert await groups(s) == {}
+    again = await s.sync(scopes=["groups"])
+    assert again["groups"]["created"] == 4
