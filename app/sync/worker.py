@@ -9,7 +9,9 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import select
 
@@ -69,25 +71,32 @@ class Worker:
 
     async def _loop(self) -> None:
         while not self._stopping:
-            try:
-                await self.reap()
-                if time.monotonic() - self._last_purge > PURGE_EVERY_SECONDS:
-                    self._last_purge = time.monotonic()
-                    await self.purge()
-                await processing.process(self.runtime)
-                if (
-                    time.monotonic() - self._last_subscription_check
-                    > self.subscription_check_seconds
-                ):
-                    self._last_subscription_check = time.monotonic()
-                    await self.maintain_subscriptions()
-                while await self.run_once():
-                    pass
-            except Exception:
-                log.exception("worker loop error")
+            # Each chore on its own: one that keeps failing must not stop the others.
+            await self._chore("reaping", self.reap)
+            if time.monotonic() - self._last_purge > PURGE_EVERY_SECONDS:
+                self._last_purge = time.monotonic()
+                await self._chore("purging the change log", self.purge)
+            await self._chore("counting notifications", self._process_notifications)
+            if time.monotonic() - self._last_subscription_check > self.subscription_check_seconds:
+                self._last_subscription_check = time.monotonic()
+                await self._chore("subscriptions", self.maintain_subscriptions)
+            await self._chore("running", self._drain)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+
+    async def _chore(self, what: str, step: Callable[[], Awaitable[Any]]) -> None:
+        try:
+            await step()
+        except Exception:
+            log.exception("worker: %s failed", what)
+
+    async def _process_notifications(self) -> None:
+        await processing.process(self.runtime)
+
+    async def _drain(self) -> None:
+        while await self.run_once():
+            pass
 
     async def run_once(self) -> str | None:
         """Claim and execute one run; its id, or None when nothing is waiting."""
