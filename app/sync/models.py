@@ -96,7 +96,9 @@ class SyncFailure(Base):
 
 
 class DeltaLink(Base):
-    """The last deltaLink of a Graph resource, saved only after the run's apply committed."""
+    """Where a scope's next incremental run starts: the last deltaLink of a Graph resource
+    (`users`, `users:groups:N`, `groups`) and the state that must move with it (`groups:nesting`,
+    the groups nested in each in-range group, as JSON). Saved only after the apply committed."""
 
     __tablename__ = "delta_links"
 
