@@ -32,26 +32,16 @@ _HIDDEN = re.compile(
 
 
 def start_emulator(
-    state_dir: Path, port: int, public_base_url: str
+    state_dir: Path, port: int, *options: str, timeout: float = 60, quiet: bool = False
 ) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    """The emulator with its demo tenant in a child process; (process, demo.json) once it answers."""
     demo_file = state_dir / "demo.json"
     demo_file.unlink(missing_ok=True)
-    cmd = [
-        sys.executable,
-        "-m",
-        "emulator",
-        "--port",
-        str(port),
-        "--state",
-        str(state_dir),
-        "--demo",
-        "--redirect-uri",
-        f"{public_base_url}/integration/callback",
-        "--redirect-uri",
-        f"{public_base_url}/sso/callback",
-    ]
-    proc = subprocess.Popen(cmd)  # noqa: S603 - our own module, fixed arguments
-    deadline = time.monotonic() + 60
+    cmd = [sys.executable, "-m", "emulator", "--port", str(port), "--state", str(state_dir)]
+    output = subprocess.DEVNULL if quiet else None
+    # Our own module with fixed arguments.
+    proc = subprocess.Popen([*cmd, "--demo", *options], stdout=output)  # noqa: S603
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(
@@ -70,12 +60,19 @@ def start_emulator(
                     return proc, demo
         time.sleep(0.2)
     proc.terminate()
-    raise SystemExit("the emulator did not start within 60 s")
+    raise SystemExit(f"the emulator did not start within {timeout:.0f} s")
+
+
+async def consent_fields(authorization_url: str, ca_path: str) -> dict[str, str]:
+    """What the admin's browser posts back after the demo tenant's automatic consent."""
+    ctx = ssl.create_default_context(cafile=ca_path)
+    async with httpx.AsyncClient(verify=ctx, trust_env=False, timeout=30) as browser:
+        page = await browser.get(authorization_url)
+    return {html.unescape(k): html.unescape(v) for k, v in _HIDDEN.findall(page.text)}
 
 
 async def connect_and_sync(base: str, demo: dict[str, Any]) -> None:
     headers = {"Authorization": f"Bearer {DEMO_PBX_KEY}"}
-    ctx = ssl.create_default_context(cafile=demo["ca_path"])
     async with httpx.AsyncClient(base_url=base, timeout=60, trust_env=False) as api:
         for _ in range(100):
             with contextlib.suppress(httpx.HTTPError):
@@ -103,9 +100,7 @@ async def connect_and_sync(base: str, demo: dict[str, Any]) -> None:
             headers=headers,
         )
         put.raise_for_status()
-        async with httpx.AsyncClient(verify=ctx, trust_env=False, timeout=30) as browser:
-            page = await browser.get(put.json()["authorization_url"])
-        fields = {html.unescape(k): html.unescape(v) for k, v in _HIDDEN.findall(page.text)}
+        fields = await consent_fields(put.json()["authorization_url"], demo["ca_path"])
         done = await api.post("/integration/callback", data=fields)
         if done.status_code != 200:
             raise RuntimeError(f"consent failed: {done.status_code} {done.text[:200]}")
@@ -131,7 +126,12 @@ def run_demo(port: int = 8000, emulator_port: int = 8443) -> None:
 
     public = f"http://127.0.0.1:{port}"
     state_dir = Path("var/emulator").resolve()
-    proc, demo = start_emulator(state_dir, emulator_port, public)
+    proc, demo = start_emulator(
+        state_dir,
+        emulator_port,
+        *("--redirect-uri", f"{public}/integration/callback"),
+        *("--redirect-uri", f"{public}/sso/callback"),
+    )
     os.environ.update(
         {
             "DEMO": "1",

@@ -97,6 +97,12 @@ async def client_secret(
     return await service.update_secret(session, runtime, pbx, body.client_secret)
 
 
+def _accepted_if_queued(response: Response, result: DisableResult) -> DisableResult:
+    """202 when the change left a run to do (cleanup or resync), else 200."""
+    response.status_code = status.HTTP_202_ACCEPTED if result.cleanup_run_id else status.HTTP_200_OK
+    return result
+
+
 @router.post(
     "/disable",
     response_model=DisableResult,
@@ -112,8 +118,7 @@ async def disable(
     body: CleanupChoice | None = None,
 ) -> DisableResult:
     result = await service.disable(session, runtime, pbx, body or CleanupChoice())
-    response.status_code = status.HTTP_202_ACCEPTED if result.cleanup_run_id else status.HTTP_200_OK
-    return result
+    return _accepted_if_queued(response, result)
 
 
 @router.post(
@@ -125,8 +130,7 @@ async def enable(
     pbx: CurrentPbx, session: Session, runtime: RuntimeDep, response: Response
 ) -> DisableResult:
     result = await service.enable(session, runtime, pbx)
-    response.status_code = status.HTTP_202_ACCEPTED if result.cleanup_run_id else status.HTTP_200_OK
-    return result
+    return _accepted_if_queued(response, result)
 
 
 @router.post(
@@ -144,8 +148,7 @@ async def disconnect(
     body: CleanupChoice | None = None,
 ) -> DisableResult:
     result = await service.disconnect(session, runtime, pbx, body or CleanupChoice())
-    response.status_code = status.HTTP_202_ACCEPTED if result.cleanup_run_id else status.HTTP_200_OK
-    return result
+    return _accepted_if_queued(response, result)
 
 
 async def _connected_graph(session: Session, runtime: Runtime, pbx_id: str) -> GraphClient:

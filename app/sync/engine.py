@@ -6,8 +6,9 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -27,15 +28,9 @@ from app.runtime import Runtime
 from app.sync import repository as repo
 from app.sync.apply_groups import apply_groups
 from app.sync.apply_users import apply_users
-from app.sync.fetch_groups import (
-    DELTA_RESOURCE as GROUPS_DELTA,
-)
-from app.sync.fetch_groups import (
-    NESTING_RESOURCE,
-    fetch_groups,
-    groups_of_users,
-)
-from app.sync.fetch_users import GROUP_LINK_PREFIX, fetch_users
+from app.sync.fetch_groups import DELTA_RESOURCE as GROUPS_DELTA
+from app.sync.fetch_groups import NESTING_RESOURCE, GroupFetch, fetch_groups, groups_of_users
+from app.sync.fetch_users import GROUP_LINK_PREFIX, Progress, fetch_users
 from app.sync.groups_model import PbxGroup
 from app.sync.guard import over_bounds
 from app.sync.models import SyncFailure, SyncRun
@@ -49,6 +44,13 @@ MAX_REPORTED_FAILURES = 1000
 # New synced users up to this many have their groups looked up one by one (transitiveMemberOf);
 # more, and the group run lists every group again.
 USER_LOOKUP_MAX = 50
+
+
+class FetchResult(Protocol):
+    warnings: list[dict[str, str]]
+
+
+F = TypeVar("F", bound=FetchResult)
 
 
 class ScopeFailed(Exception):
@@ -345,6 +347,26 @@ class RunExecutor:
         ).model_dump()
         return rule, guard
 
+    async def _fetch(
+        self, scope: str, read: Callable[[Progress], Awaitable[F]], *, timing: str = "fetch"
+    ) -> F:
+        """The fetch phase of a scope: progress written as it goes, Graph and token failures
+        turned into the scope's failure (nothing of it is applied), warnings reported."""
+        await set_progress(self.runtime, self.run_id, scope, 0, None)
+        started = time.perf_counter()
+        progress = ProgressWriter(self.runtime, self.run_id, scope)
+        try:
+            fetched = await read(progress.report)
+        except GraphError as exc:
+            raise ScopeFailed("graph_error", f"{exc.status} {exc.code}: {exc.message}") from None
+        except TokenError as exc:
+            raise ScopeFailed("token_error", f"{exc.code}: {exc.message}") from None
+        finally:
+            await progress.close()
+        self.timings[timing] = time.perf_counter() - started
+        self.report.warnings += [{"scope": scope, "source_id": None, **w} for w in fetched.warnings]
+        return fetched
+
     # Users --------------------------------------------------------------------------------
 
     async def sync_users(self) -> None:
@@ -370,31 +392,20 @@ class RunExecutor:
                     managed_ids = await directory_repo.synced_entra_ids(session, self.pbx_id)
                     group_links = await repo.delta_links(session, self.pbx_id, GROUP_LINK_PREFIX)
                 retry = await self._worth_retrying(session, failed, max_extensions)
-        await set_progress(self.runtime, self.run_id, "users", 0, None)
-        t0 = time.perf_counter()
-        progress = ProgressWriter(self.runtime, self.run_id, "users")
-        try:
-            fetched = await fetch_users(
+        fetched = await self._fetch(
+            "users",
+            lambda progress: fetch_users(
                 self.graph,
                 rules,
                 delta_link=delta_link,
                 full=full,
                 retry_ids=retry,
                 managed_ids=managed_ids,
-                progress=progress.report,
+                progress=progress,
                 group_links=group_links,
                 failed_ids=set(failed),
-            )
-        except GraphError as exc:
-            raise ScopeFailed("graph_error", f"{exc.status} {exc.code}: {exc.message}") from None
-        except TokenError as exc:
-            raise ScopeFailed("token_error", f"{exc.code}: {exc.message}") from None
-        finally:
-            await progress.close()
-        self.timings["fetch"] = time.perf_counter() - t0
-        self.report.warnings += [
-            {"scope": "users", "source_id": None, **w} for w in fetched.warnings
-        ]
+            ),
+        )
         seen = len(fetched.input.users) + len(fetched.input.removed)
         await set_progress(self.runtime, self.run_id, "applying", seen, seen)
 
@@ -563,14 +574,12 @@ class RunExecutor:
             or len(self.new_synced_users) > USER_LOOKUP_MAX
         )
         nesting: dict[str, list[str]] = json.loads(nesting_text) if nesting_text else {}
-        await set_progress(self.runtime, self.run_id, "groups", 0, None)
-        t0 = time.perf_counter()
-        progress = ProgressWriter(self.runtime, self.run_id, "groups")
-        try:
+
+        async def read(progress: Progress) -> GroupFetch:
             expand: set[str] = set()
             if not full and self.new_synced_users:
                 expand = await groups_of_users(self.graph, self.new_synced_users) & synced_ids
-            fetched = await fetch_groups(
+            return await fetch_groups(
                 self.graph,
                 rules,
                 delta_link=delta_link,
@@ -578,18 +587,10 @@ class RunExecutor:
                 synced_ids=synced_ids,
                 nesting=nesting,
                 expand_ids=expand,
-                progress=progress.report,
+                progress=progress,
             )
-        except GraphError as exc:
-            raise ScopeFailed("graph_error", f"{exc.status} {exc.code}: {exc.message}") from None
-        except TokenError as exc:
-            raise ScopeFailed("token_error", f"{exc.code}: {exc.message}") from None
-        finally:
-            await progress.close()
-        self.timings["groups_fetch"] = time.perf_counter() - t0
-        self.report.warnings += [
-            {"scope": "groups", "source_id": None, **w} for w in fetched.warnings
-        ]
+
+        fetched = await self._fetch("groups", read, timing="groups_fetch")
         seen = len(fetched.input.groups) + len(fetched.input.removed)
         await set_progress(self.runtime, self.run_id, "applying", seen, seen)
 

@@ -14,7 +14,7 @@ async def set_managed(
     engine = create_engine(database_url)
     async with sessionmaker(engine)() as session:
         await session.execute(
-            update(model).where(model.id == obj_id).values(managed_by=managed_by, entra_id=entra_id)  # type: ignore[attr-defined]
+            update(model).where(model.id == obj_id).values(managed_by=managed_by, entra_id=entra_id)
         )
         await session.commit()
     await engine.dispose()

@@ -30,7 +30,7 @@ def client(clock: Clock, **retry: float) -> tuple[GraphClient, list[bool]]:
         forced.append(force)
         return "tok-2" if force else "tok-1"
 
-    policy = RetryPolicy(**retry) if retry else RetryPolicy(base_backoff=0.01)  # type: ignore[arg-type]
+    policy = RetryPolicy(**retry) if retry else RetryPolicy(base_backoff=0.01)
     return GraphClient(
         BASE, token, http=httpx.AsyncClient(), retry=policy, sleep=clock.sleep
     ), forced

@@ -54,7 +54,7 @@ def test_demo_starts_connected_and_synced(tmp_path: Path) -> None:
                 pass
             time.sleep(0.5)
         assert body.get("status") == "connected"
-        assert body["user_sync"]["state"] == "active"  # type: ignore[index]
+        assert body["user_sync"]["state"] == "active"
         extensions = httpx.get(
             f"{base}/api/v1/extensions", headers=headers, params={"managed_by": "entra"}
         ).json()

@@ -27,7 +27,7 @@ def user(uid: str, **kw: object) -> EntraUser:
         number_value=None,
     )
     base.update(kw)
-    return EntraUser(**base)  # type: ignore[arg-type]
+    return EntraUser(**base)
 
 
 def ext(
@@ -53,7 +53,7 @@ def ext(
         former_entra_id=former,
     )
     base.update(kw)
-    return PbxExtension(**base)  # type: ignore[arg-type]
+    return PbxExtension(**base)
 
 
 def run(
@@ -62,13 +62,13 @@ def run(
     rules: UserRules | None = None,
     max_ext: int = 1000,
     **inp: object,
-):  # type: ignore[no-untyped-def]
+):
     return plan_users(
         UserInput(users={u.id: u for u in users}, **inp),
         current or [],
         rules or UserRules(),
         max_ext,
-    )  # type: ignore[arg-type]
+    )
 
 
 @pytest.mark.parametrize(
