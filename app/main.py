@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy import text
 
-from app import errors, logs, metrics, migrate
+from app import docs, errors, logs, metrics, migrate
 from app.config import Settings, get_settings
 from app.db import create_engine, session_scope, sessionmaker
 from app.directory.endpoints import router as directory_router
@@ -76,12 +76,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await app.state.runtime.close()
             await engine.dispose()
 
+    # The docs pages are the service's own (app/docs.py), never FastAPI's CDN-loading defaults.
     app = FastAPI(
         title="pbx-entra",
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
+    docs.install(app)
     errors.install(app)
     install_integration_errors(app)
     app.add_middleware(RequestContext)

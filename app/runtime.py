@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.crypto import Box
+from app.db import utcnow
 from app.graph.auth import Msal
 from app.graph.client import GraphClient
 
@@ -27,6 +30,8 @@ class Runtime:
     token_locks: defaultdict[str, asyncio.Lock] = field(
         default_factory=lambda: defaultdict(asyncio.Lock)
     )
+    # The wall clock (UTC) for time-bound rules: consent state lifetime, change-trigger delay.
+    clock: Callable[[], datetime] = utcnow
 
     @classmethod
     def create(cls, settings: Settings, maker: async_sessionmaker[AsyncSession]) -> Runtime:

@@ -63,11 +63,12 @@ def _locked(kind: str, managed_by: str, fields: list[str]) -> Conflict:
 
 
 def check_edit(kind: str, obj: Any, changes: dict[str, Any], locked: tuple[str, ...]) -> None:
-    """Refuse a change to an Entra-owned field (same value is not a change)."""
+    """Refuse a change to an Entra-owned field, or to any field of a frozen object (its sync is
+    paused or the integration disabled); the same value is not a change."""
     if obj.managed_by == "pbx":
         return
-    current = {f: getattr(obj, f, None) for f in locked}
-    touched = [f for f in locked if f in changes and changes[f] != current.get(f)]
+    fields = tuple(changes) if obj.managed_by == "entra_frozen" else locked
+    touched = [f for f in fields if f in changes and changes[f] != getattr(obj, f, None)]
     if touched:
         raise _locked(kind, obj.managed_by, touched)
 

@@ -200,7 +200,7 @@ async def _authorization_url(
         purpose="consent",
         flow_enc=runtime.box.encrypt(json.dumps(flow), associated=_flow_ad(state_hash)),
         return_url=integ.return_url,
-        expires_at=utcnow() + STATE_TTL,
+        expires_at=runtime.clock() + STATE_TTL,
     )
     return str(flow["auth_uri"])
 
@@ -272,7 +272,7 @@ async def callback(
     """The consent redirect: redeem the code, check the tenant, store the tokens, initialise."""
     state = params.get("state", "")
     row = await repo.take_state(session, _state_hash(state)) if state else None
-    now = utcnow()
+    now = runtime.clock()
     if row is None or row.purpose != "consent" or row.used_at is not None or row.expires_at < now:
         return CallbackOutcome(
             ok=False,
@@ -353,7 +353,7 @@ async def callback(
         ok=True,
         status_code=200,
         title="Data initialization succeeded",
-        message="Data initialization succeeded. You can configure synchronization rules now.",
+        message="Data initialization succeeded. You can configure synchronization rules and enjoy advanced features now.",
         redirect=redirect,
     )
 

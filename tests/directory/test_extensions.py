@@ -176,12 +176,20 @@ async def test_synced_extension_locks(api: Api, database_url: str, managed_by: s
         f"/api/v1/extensions/{ext['id']}", json={"first_name": "X", "job_title": "Y"}, headers=h
     )
     assert both.json()["locked_fields"] == ["first_name", "job_title"]
-    # Sending the current value is not a change; other fields stay editable.
+    # Sending the current value is not a change; PBX-owned fields stay editable, unless frozen
+    # (sync paused or integration disabled), when nothing changes.
     same = await api.client.patch(
         f"/api/v1/extensions/{ext['id']}", json={"last_name": "Lock", "number": "201"}, headers=h
     )
-    assert same.status_code == 200 and same.json()["number"] == "201"
-    assert same.json()["entra_user_id"] == "entra-user-1"
+    if managed_by == "entra":
+        assert same.status_code == 200 and same.json()["number"] == "201"
+        assert same.json()["entra_user_id"] == "entra-user-1"
+    else:
+        assert same.status_code == 409 and same.json()["locked_fields"] == ["number"]
+        unchanged = await api.client.patch(
+            f"/api/v1/extensions/{ext['id']}", json={"last_name": "Lock"}, headers=h
+        )
+        assert unchanged.status_code == 200 and unchanged.json()["number"] == "200"
     presence = await api.client.put(
         f"/api/v1/extensions/{ext['id']}/presence", json={"status": "away"}, headers=h
     )

@@ -10,6 +10,7 @@ import asyncio
 import ssl
 import time
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -17,10 +18,10 @@ import pytest
 from sqlalchemy import func, select
 
 from app.config import Settings
-from app.db import session_scope
+from app.db import session_scope, utcnow
 from app.main import create_app
 from app.notifications import processing
-from app.notifications.models import NotificationEvent, PendingChanges
+from app.notifications.models import GraphSubscription, NotificationEvent, PendingChanges
 from tests.cloud import Cloud, EntraTenant, connect
 from tests.conftest import SECRET_KEY, Api, ServedApp, free_port
 from tests.sync.helpers import Scenario
@@ -55,8 +56,13 @@ class Served:
 
 @pytest.fixture
 async def served(
-    app_factory: Any, database_url: str, cloud: Cloud, service_tls: dict[str, str]
+    request: pytest.FixtureRequest,
+    app_factory: Any,
+    database_url: str,
+    cloud: Cloud,
+    service_tls: dict[str, str],
 ) -> AsyncIterator[Served]:
+    """Small change triggers (3 events, 1 s) unless parametrised with "defaults"."""
     from app.db import create_engine
     from tests.conftest import _truncate
 
@@ -65,9 +71,15 @@ async def served(
     await engine.dispose()
     port = free_port()
     public = f"https://127.0.0.1:{port}"
-    overrides = dict(
-        public_base_url=public, change_batch_size=3, change_delay_seconds=1, **cloud.settings()
+    triggers = (
+        {}
+        if getattr(request, "param", None) == "defaults"
+        else {
+            "change_batch_size": 3,
+            "change_delay_seconds": 1,
+        }
     )
+    overrides = dict(public_base_url=public, **triggers, **cloud.settings())
     # The emulator trusts the service's private CA, and delivers at once.
     cloud.control.put(
         "/notifications/settings", json={"notification_ca": service_tls["ca"], "batch_window": 0.02}
@@ -202,6 +214,88 @@ async def test_disable_deletes_the_subscriptions(served: Served) -> None:
     await s.api.client.post("/api/v1/integration/disable", json={}, headers=s.h)
     assert (await s.api.client.get("/api/v1/integration/subscriptions", headers=s.h)).json() == []
     assert s.cloud.control.get("/subscriptions", params={"tenant_id": s.tid}).json()["value"] == []
+
+
+@pytest.mark.parametrize("served", ["defaults"], indirect=True)
+async def test_change_trigger_defaults_ten_events_or_600_seconds(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = served.s
+    fields = Settings.model_fields
+    assert fields["change_batch_size"].default == 10
+    assert fields["change_delay_seconds"].default == 600
+    settings = served.runtime.settings
+    assert (settings.change_batch_size, settings.change_delay_seconds) == (10, 600)
+    await _subscribed(served)
+    # Nine changes wait; the tenth queues a run at once.
+    ids = [new_user(s, f"d{i}") for i in range(9)]
+    await served.wait_events(9)
+    assert await processing.process(served.runtime) == []
+    ids.append(new_user(s, "d9"))
+    await served.wait_events(10)
+    assert len(await processing.process(served.runtime)) == 1
+    [run] = await s.run_worker()
+    assert run["trigger"] == "changes" and run["users"]["created"] == 10
+    assert set(ids) <= set(await s.synced())
+
+    # One change waits 600 s after it arrived (the runtime's clock stands in for waiting).
+    s.control("PATCH", f"/users/{ids[0]}", json={"jobTitle": "Later"})
+    await served.wait_events(11)
+    runtime = served.runtime
+    assert await processing.process(runtime) == []
+    monkeypatch.setattr(runtime, "clock", lambda: utcnow() + timedelta(seconds=595))
+    assert await processing.process(runtime) == []
+    monkeypatch.setattr(runtime, "clock", lambda: utcnow() + timedelta(seconds=601))
+    assert len(await processing.process(runtime)) == 1
+    [run] = await s.run_worker()
+    assert run["trigger"] == "changes" and (await s.synced())[ids[0]]["job_title"] == "Later"
+
+
+async def test_subscriptions_are_renewed_before_they_expire(served: Served) -> None:
+    s = served.s
+    subs = await _subscribed(served)
+    users_sub = next(x for x in subs if x["resource"] == "users")
+    soon = utcnow() + timedelta(days=1)  # inside the 3 days before expiry: due for renewal
+    async with session_scope(served.runtime.sessionmaker) as session:
+        row = await session.get(GraphSubscription, users_sub["id"])
+        assert row is not None
+        row.expires_at = soon
+    s.cloud.clear_requests()
+    await s.api.app.state.worker.maintain_subscriptions()
+    patches = [r for r in s.cloud.requests("/v1.0/subscriptions") if r["method"] == "PATCH"]
+    assert [r["path"] for r in patches] == [f"/v1.0/subscriptions/{users_sub['id']}"]
+    assert not [r for r in s.cloud.requests("/v1.0/subscriptions") if r["method"] == "POST"]
+    async with session_scope(served.runtime.sessionmaker) as session:
+        row = await session.get(GraphSubscription, users_sub["id"])
+        assert row is not None and row.renewed_at is not None
+        assert row.expires_at - utcnow() > timedelta(days=28)
+        renewed_until = row.expires_at
+    held = s.cloud.control.get("/subscriptions", params={"tenant_id": s.tid}).json()["value"]
+    at_graph = next(x for x in held if x["id"] == users_sub["id"])
+    graph_expiry = datetime.fromisoformat(at_graph["expirationDateTime"].replace("Z", "+00:00"))
+    assert abs(graph_expiry - renewed_until) < timedelta(seconds=2)
+    now_subs = (await s.api.client.get("/api/v1/integration/subscriptions", headers=s.h)).json()
+    assert {x["id"] for x in now_subs} == {x["id"] for x in subs}
+    assert await s.run_worker() == []  # a renewal leaves no gap: no resync
+
+
+async def test_disconnect_deletes_the_subscriptions(served: Served) -> None:
+    s = served.s
+    subs = await _subscribed(served)
+    assert len(subs) == 2
+    s.cloud.clear_requests()
+    resp = await s.api.client.post("/api/v1/integration/disconnect", json={}, headers=s.h)
+    assert resp.status_code == 200 and resp.json()["status"] == "not_configured"
+    deletes = [
+        r["path"] for r in s.cloud.requests("/v1.0/subscriptions") if r["method"] == "DELETE"
+    ]
+    assert sorted(deletes) == sorted(f"/v1.0/subscriptions/{x['id']}" for x in subs)
+    assert s.cloud.control.get("/subscriptions", params={"tenant_id": s.tid}).json()["value"] == []
+    async with session_scope(served.runtime.sessionmaker) as session:
+        left = (
+            await session.execute(select(func.count()).select_from(GraphSubscription))
+        ).scalar_one()
+    assert left == 0
 
 
 async def test_http_base_url_shows_notifications_unavailable(sync_api: Api, cloud: Cloud) -> None:
