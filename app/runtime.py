@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -27,6 +29,14 @@ class Runtime:
     token_locks: defaultdict[str, asyncio.Lock] = field(
         default_factory=lambda: defaultdict(asyncio.Lock)
     )
+    # What other domains do when a PBX's integration stops (disable, disconnect), registered by
+    # the application at start-up so that the integration needs to know none of them:
+    # `integration_stopping(runtime, pbx_id)` before (while Graph still answers), and
+    # `integration_forgotten(session, pbx_id)` in the disconnect's transaction.
+    integration_stopping: list[Callable[[Runtime, str], Awaitable[None]]] = field(
+        default_factory=list
+    )
+    integration_forgotten: list[Callable[[Any, str], Awaitable[None]]] = field(default_factory=list)
 
     @classmethod
     def create(cls, settings: Settings, maker: async_sessionmaker[AsyncSession]) -> Runtime:
