@@ -354,25 +354,16 @@ async def delete_synced(session: AsyncSession, pbx_id: str, model: type[Any]) ->
     )
 
 
-async def extension_entra_ids_among(session: AsyncSession, pbx_id: str, ids: set[str]) -> set[str]:
-    """Those of these Entra user ids that an extension of the PBX follows."""
+async def entra_ids_among(
+    session: AsyncSession, pbx_id: str, model: type[Any], ids: set[str]
+) -> set[str]:
+    """Those of these Entra ids that an object of the PBX in this table (extensions,
+    extension groups) follows."""
     found: set[str] = set()
     ordered = sorted(ids)
     for i in range(0, len(ordered), 500):
-        stmt = select(Extension.entra_id).where(
-            Extension.pbx_id == pbx_id, Extension.entra_id.in_(ordered[i : i + 500])
-        )
-        found |= {str(x) for x in (await session.execute(stmt)).scalars()}
-    return found
-
-
-async def group_entra_ids_among(session: AsyncSession, pbx_id: str, ids: set[str]) -> set[str]:
-    """Those of these Entra group ids that an extension group of the PBX follows."""
-    found: set[str] = set()
-    ordered = sorted(ids)
-    for i in range(0, len(ordered), 500):
-        stmt = select(ExtensionGroup.entra_id).where(
-            ExtensionGroup.pbx_id == pbx_id, ExtensionGroup.entra_id.in_(ordered[i : i + 500])
+        stmt = select(model.entra_id).where(
+            model.pbx_id == pbx_id, model.entra_id.in_(ordered[i : i + 500])
         )
         found |= {str(x) for x in (await session.execute(stmt)).scalars()}
     return found

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.directory import repository as directory_repo
+from app.directory.models import Extension, ExtensionGroup
 from app.integration import repository as integ_repo
 from app.runs import repository as runs_repo
 from app.runs.models import GROUP_NESTING
@@ -53,11 +54,13 @@ async def concerning(session: AsyncSession, pbx_id: str, events: list[Event]) ->
     group_event_ids = {e.object_id for e in events if e.kind == "groups" and e.object_id}
     known_users: set[str] = set()
     if user_ids and user_on and user_mode == "groups":
-        known_users = await directory_repo.extension_entra_ids_among(session, pbx_id, user_ids)
+        known_users = await directory_repo.entra_ids_among(session, pbx_id, Extension, user_ids)
         known_users |= await runs_repo.failed_entra_ids(session, pbx_id, "users") & user_ids
     known_groups: set[str] = set()
     if group_event_ids:
-        known_groups = await directory_repo.group_entra_ids_among(session, pbx_id, group_event_ids)
+        known_groups = await directory_repo.entra_ids_among(
+            session, pbx_id, ExtensionGroup, group_event_ids
+        )
         known_groups |= (
             await runs_repo.failed_entra_ids(session, pbx_id, "groups") & group_event_ids
         )

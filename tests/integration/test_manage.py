@@ -433,3 +433,30 @@ async def test_disable_with_deletion_runs_the_cleanup_and_keeps_history(
     await s.api.client.post("/api/v1/integration/disconnect", json={}, headers=s.h)
     history = (await s.api.client.get("/api/v1/sync-runs", headers=s.h)).json()["items"]
     assert {r["id"] for r in history} >= {initial["id"], cleanup["id"]}
+
+
+async def test_sections_not_built_yet_are_refused_not_reported_done(
+    cloud_api: Api, cloud: Cloud
+) -> None:
+    _, _pbx, h = await _connected(cloud_api, cloud)
+    for path, body in (
+        ("contacts-sync", {"enabled": True}),
+        ("presence-sync", {"enabled": True}),
+        ("sso", {"enabled": True, "allowed_return_urls": ["https://pbx.example.com/linkus/"]}),
+    ):
+        resp = await cloud_api.client.put(f"/api/v1/integration/{path}", json=body, headers=h)
+        assert resp.status_code == 422 and resp.json()["code"] == "not_available", path
+        after = (await cloud_api.client.get(f"/api/v1/integration/{path}", headers=h)).json()
+        assert after["state"] == "off" and after["enabled"] is False, path
+    # Switching them off is fine (presence and SSO have no run and no pause).
+    for path in ("presence-sync", "sso", "contacts-sync"):
+        resp = await cloud_api.client.put(
+            f"/api/v1/integration/{path}", json={"enabled": False}, headers=h
+        )
+        assert resp.status_code == 200 and resp.json()["state"] == "off", path
+    runs = (await cloud_api.client.get("/api/v1/sync-runs", headers=h)).json()["items"]
+    assert runs == []  # nothing was queued for them
+    only = await cloud_api.client.post(
+        "/api/v1/integration/sync", json={"scopes": ["contacts"]}, headers=h
+    )
+    assert only.status_code == 409 and only.json()["code"] == "section_not_active"

@@ -370,3 +370,37 @@ async def test_a_taken_number_is_retried_once_it_is_free(sync_api: Api, cloud: C
     again = await s.sync()
     assert again["users"]["created"] == 1 and (await s.synced())[uid]["number"] == "321"
     assert any(r["path"].endswith("/$batch") for r in s.cloud.requests("/v1.0/"))
+
+
+async def test_every_run_lists_the_failures_still_outstanding(sync_api: Api, cloud: Cloud) -> None:
+    """7 users, 3 cannot get their number; one number is freed: the next (incremental) run
+    still lists the other two, which it did not read again, and stays partial."""
+    s = await scenario(sync_api, cloud, users=0, groups=0, seed=1)
+    uids = [new_user(s, f"p{i}", businessPhones=[f"+1 425 555 0100 x{400 + i}"]) for i in range(7)]
+    desks = []
+    for i in range(3):
+        desk = await s.api.client.post(
+            "/api/v1/extensions", json={"number": f"{400 + i}", "first_name": "Desk"}, headers=s.h
+        )
+        desks.append(desk.json())
+    await s.put_rules(
+        "user-sync", {"enabled": True, "number": {"mode": "property", "property": "businessPhones"}}
+    )
+    [first] = await s.run_worker()
+    assert first["status"] == "partial"
+    failing = {f["source_id"]: f for f in first["failures"]}
+    assert set(failing) == set(uids[:3])
+    assert all(f["first_failed_at"] for f in failing.values())
+    await s.api.client.delete(f"/api/v1/extensions/{desks[0]['id']}", headers=s.h)
+    again = await s.sync()
+    assert again["users"]["created"] == 1 and uids[0] in await s.synced()
+    # Not re-read, still failing: listed, with the time they first failed, and partial.
+    assert again["status"] == "partial"
+    still = {f["source_id"]: f for f in again["failures"]}
+    assert set(still) == set(uids[1:3])
+    for uid in uids[1:3]:
+        assert still[uid]["first_failed_at"] == failing[uid]["first_failed_at"]
+        assert still[uid]["code"] == "extension_number_taken" and still[uid]["display_name"]
+    assert again["users"]["failed"] == 2
+    summary = (await s.api.client.get("/api/v1/integration/user-sync", headers=s.h)).json()
+    assert summary["summary"]["failed"] == 2 == len(again["failures"])
