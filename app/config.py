@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     schedule_poll_seconds: float = Field(default=5.0, gt=0)
     # How often each process checks that the Graph subscriptions exist and renews them.
     subscription_check_seconds: float = Field(default=60.0, gt=0)
+    # Sync runs executed at once by one process (never two for one PBX).
+    worker_concurrency: int = Field(default=8, ge=1, le=256)
+    # A welcome email that could not be sent is retried with backoff for this long.
+    welcome_email_give_up_seconds: float = Field(default=24 * 3600, gt=0)
     # Demo mode (make run): a fixed development SECRET_KEY is allowed.
     demo: bool = False
     log_level: str = "INFO"

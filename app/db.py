@@ -1,9 +1,16 @@
-"""Engine, sessions and the declarative base shared by every domain's tables."""
+"""Engine, sessions and the declarative base shared by every domain's tables.
+
+A session commits once, at the end of its unit of work (`session_scope`); whatever must happen
+only once the data is stored (waking the worker for a queued run) is an after-commit hook
+(`after_commit`), dropped when the transaction rolls back instead.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -17,8 +24,12 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.types import TypeDecorator
+
+log = logging.getLogger("pbx_entra.db")
+_HOOKS = "after_commit_hooks"
+WAKEUPS = "wakeups"
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -111,8 +122,67 @@ def create_engine(database_url: str, **kwargs: Any) -> AsyncEngine:
     return create_async_engine(url, **kwargs)
 
 
+class Wakeup:
+    """A doorbell shared by the sessions of one sessionmaker: rung after a commit that queued
+    work, waited on by the loop that does it (other processes poll)."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def ring(self) -> None:
+        self._event.set()
+
+    async def wait(self, seconds: float) -> bool:
+        """True when rung within `seconds`; clears the bell either way."""
+        try:
+            async with asyncio.timeout(seconds):
+                await self._event.wait()
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self._event.clear()
+
+
 def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False, info={WAKEUPS: {}})
+
+
+def wakeup_of(maker: async_sessionmaker[AsyncSession], name: str) -> Wakeup:
+    """The doorbell `name` ("runs", "outbox") of the sessions of this sessionmaker."""
+    info: dict[str, Any] = maker.kw.setdefault("info", {})
+    bells: dict[str, Wakeup] = info.setdefault(WAKEUPS, {})
+    return bells.setdefault(name, Wakeup())
+
+
+def after_commit(session: AsyncSession | Session, hook: Callable[[], None]) -> None:
+    """Call `hook` once the session's transaction has committed (never if it rolls back)."""
+    sync = session.sync_session if isinstance(session, AsyncSession) else session
+    hooks: list[Callable[[], None]] = sync.info.setdefault(_HOOKS, [])
+    if hook not in hooks:
+        hooks.append(hook)
+
+
+def ring_after_commit(session: AsyncSession, name: str) -> None:
+    """Ring the doorbell `name` once the session's transaction has committed."""
+    bells: dict[str, Wakeup] = session.info.setdefault(WAKEUPS, {})
+    after_commit(session, bells.setdefault(name, Wakeup()).ring)
+
+
+@event.listens_for(Session, "after_commit")
+def _run_hooks(session: Session) -> None:
+    for hook in session.info.pop(_HOOKS, []):
+        try:
+            hook()
+        except Exception:  # a hook must not undo a commit that happened
+            log.exception("after-commit hook failed")
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_hooks(session: Session, previous_transaction: Any) -> None:
+    # The outermost transaction rolled back (a savepoint's rollback keeps the hooks).
+    if not previous_transaction.nested and previous_transaction.parent is None:
+        session.info.pop(_HOOKS, None)
 
 
 @asynccontextmanager

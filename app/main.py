@@ -12,15 +12,21 @@ from sqlalchemy import text
 
 from app import docs, errors, logs, metrics, migrate
 from app.config import Settings, get_settings
-from app.db import create_engine, session_scope, sessionmaker
+from app.db import create_engine, session_scope, sessionmaker, wakeup_of
 from app.directory.endpoints import router as directory_router
 from app.integration.endpoints import callback_router, install_integration_errors
 from app.integration.endpoints import router as integration_router
 from app.middleware import RequestContext
+from app.notifications import lifecycle as notifications_lifecycle
+from app.notifications import processing, subscriptions
+from app.notifications.endpoints import NOTIFICATIONS
 from app.notifications.endpoints import api_router as subscriptions_router
 from app.notifications.endpoints import router as webhooks_router
 from app.notifications.webhooks import Inbox
+from app.runs import queue as runs_queue
+from app.runs.outbox import OUTBOX, send_pending
 from app.runtime import Runtime
+from app.scheduling.supervisor import Supervisor
 from app.scheduling.timers import ScheduleTimers
 from app.sync.endpoints import router as sync_router
 from app.sync.worker import Worker
@@ -29,11 +35,43 @@ from app.tenants.endpoints import operator_router
 from app.tenants.endpoints import router as tenants_router
 
 log = logging.getLogger("pbx_entra")
+PURGE_EVERY_SECONDS = 3600
 
 DESCRIPTION = """Connects a cloud PBX to Microsoft Entra ID through Microsoft Graph.
 
 PBX routes take `Authorization: Bearer <PBX API key>`; operator routes (`/api/v1/pbxes`) take the
 `ADMIN_API_KEY`. Errors are RFC 9457 problem documents with a stable `code`."""
+
+
+def supervisor(runtime: Runtime, worker: Worker) -> Supervisor:
+    """The loops of one process: none waits for another (presence adds its own)."""
+    cfg = runtime.settings
+    maker = runtime.sessionmaker
+    sup = Supervisor()
+    sup.add("runs", worker.loop)
+    sup.every("reaping", cfg.worker_poll_seconds, worker.reap)
+    sup.every(
+        "notifications",
+        cfg.worker_poll_seconds,
+        lambda: processing.process(runtime),
+        wakeup=wakeup_of(maker, NOTIFICATIONS),
+    )
+    sup.every(
+        "subscriptions", cfg.subscription_check_seconds, lambda: subscriptions.maintain(runtime)
+    )
+    sup.every(
+        "outbox",
+        cfg.worker_poll_seconds,
+        lambda: send_pending(runtime),
+        wakeup=wakeup_of(maker, OUTBOX),
+    )
+    sup.every("purge", PURGE_EVERY_SECONDS, lambda: _purge(runtime))
+    return sup
+
+
+async def _purge(runtime: Runtime) -> int:
+    async with session_scope(runtime.sessionmaker) as session:
+        return await runs_queue.purge(session)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -47,12 +85,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessionmaker = sessionmaker(engine)
         app.state.runtime = Runtime.create(cfg, app.state.sessionmaker)
         app.state.inbox = Inbox(app.state.sessionmaker)
+        notifications_lifecycle.install(app.state.runtime)
         app.state.worker = Worker(
             app.state.runtime,
             lease_seconds=cfg.worker_lease_seconds,
             poll_seconds=cfg.worker_poll_seconds,
-            subscription_check_seconds=cfg.subscription_check_seconds,
+            concurrency=cfg.worker_concurrency,
+            on_claim=[notifications_lifecycle.run_claimed],
         )
+        app.state.supervisor = supervisor(app.state.runtime, app.state.worker)
         if cfg.pbx_api_key is not None:
             async with session_scope(app.state.sessionmaker) as session:
                 created = await tenants_service.bootstrap_default(
@@ -61,7 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 if created is not None:
                     log.info("created the default PBX from PBX_API_KEY")
         if cfg.worker_enabled:
-            app.state.worker.start()
+            app.state.supervisor.start()
         app.state.timers = ScheduleTimers(
             app.state.runtime, poll_seconds=cfg.schedule_poll_seconds, on_fire=app.state.worker.wake
         )
@@ -72,7 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await app.state.timers.stop()
-            await app.state.worker.stop()
+            await app.state.supervisor.stop()
             await app.state.runtime.close()
             await engine.dispose()
 

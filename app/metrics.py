@@ -49,6 +49,13 @@ notifications_received = Counter(
     registry=REGISTRY,
 )
 
+change_events_dropped = Counter(
+    "pbx_entra_change_events_dropped_total",
+    "Change events that could not concern their PBX, so counted toward no run, by resource kind.",
+    ["kind"],
+    registry=REGISTRY,
+)
+
 
 def render() -> bytes:
     return generate_latest(REGISTRY)

@@ -13,8 +13,8 @@ from app.directory.models import (
 )
 from app.integration.models import Integration, OAuthState, SyncRule, TokenCache
 from app.notifications.models import GraphSubscription, NotificationEvent, PendingChanges
+from app.runs.models import DeltaLink, Outbox, SyncChange, SyncFailure, SyncRun
 from app.scheduling.models import ScheduleFire
-from app.sync.models import DeltaLink, Outbox, SyncChange, SyncFailure, SyncRun
 from app.tenants.models import ApiKey, Pbx
 
 __all__ = [

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -32,6 +33,14 @@ class Runtime:
     )
     # The wall clock (UTC) for time-bound rules: consent state lifetime, change-trigger delay.
     clock: Callable[[], datetime] = utcnow
+    # What other domains do when a PBX's integration stops (disable, disconnect), registered by
+    # the application at start-up so that the integration needs to know none of them:
+    # `integration_stopping(runtime, pbx_id)` before (while Graph still answers), and
+    # `integration_forgotten(session, pbx_id)` in the disconnect's transaction.
+    integration_stopping: list[Callable[[Runtime, str], Awaitable[None]]] = field(
+        default_factory=list
+    )
+    integration_forgotten: list[Callable[[Any, str], Awaitable[None]]] = field(default_factory=list)
 
     @classmethod
     def create(cls, settings: Settings, maker: async_sessionmaker[AsyncSession]) -> Runtime:

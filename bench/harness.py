@@ -28,8 +28,8 @@ from app.config import Settings
 from app.db import session_scope
 from app.demo import consent_fields, start_emulator
 from app.main import create_app
-from app.sync import repository as sync_repo
-from app.sync.engine import RunExecutor
+from app.runs import repository as runs_repo
+from app.sync.executor import RunExecutor
 
 PG_ADMIN = os.environ.get(
     "BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -76,7 +76,7 @@ class Service:
     async def execute_next(self) -> tuple[RunExecutor, float]:
         """Claim the next queued run and execute it here: (executor, wall seconds)."""
         async with session_scope(self.runtime.sessionmaker) as session:
-            run = await sync_repo.claim_next(session, "bench", timedelta(minutes=30))
+            run = await runs_repo.claim_next(session, "bench", timedelta(minutes=30))
         assert run is not None
         executor = RunExecutor(self.runtime, run)
         started = time.perf_counter()

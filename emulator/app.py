@@ -208,6 +208,9 @@ def uvicorn_config(app: ASGIApp, tls: TlsFiles, host: str, port: int, **kwargs: 
         ssl_certfile=str(tls.cert_path),
         ssl_keyfile=str(tls.key_path),
         timeout_graceful_shutdown=2,
+        # Idle keep-alive connections stay open like Microsoft's front doors keep them, so a client
+        # that pauses between calls never sends a request on a connection being closed under it.
+        timeout_keep_alive=120,
         **kwargs,
     )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, IdMixin, TimestampMixin
@@ -44,6 +44,8 @@ class Extension(IdMixin, TimestampMixin, ManagedMixin, Base):
     job_title: Mapped[str | None] = mapped_column(String(200))
     welcome_email_status: Mapped[str | None] = mapped_column(String(16), default=None)
     welcome_email_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Why the welcome email could not be sent (the mail server's answer), once it gave up.
+    welcome_email_error: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 class ExtensionGroup(IdMixin, TimestampMixin, ManagedMixin, Base):

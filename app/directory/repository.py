@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy import Select, delete, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -250,3 +251,119 @@ async def count_synced(session: AsyncSession, pbx_id: str) -> int:
         .where(Extension.pbx_id == pbx_id, Extension.managed_by == "entra")
     )
     return int((await session.execute(stmt)).scalar_one())
+
+
+# Snapshots for the sync engine: plain rows of the columns asked for, read in bulk.
+
+EXTENSION_SNAPSHOT_COLUMNS = (
+    "id",
+    "number",
+    "first_name",
+    "last_name",
+    "email",
+    "mobile",
+    "job_title",
+    "managed_by",
+    "entra_id",
+    "former_entra_id",
+)
+
+
+async def extension_rows(session: AsyncSession, pbx_id: str) -> list[dict[str, Any]]:
+    """Every extension of the PBX, as the columns of EXTENSION_SNAPSHOT_COLUMNS."""
+    cols = [getattr(Extension, name) for name in EXTENSION_SNAPSHOT_COLUMNS]
+    rows = await session.execute(select(*cols).where(Extension.pbx_id == pbx_id))
+    return [dict(zip(EXTENSION_SNAPSHOT_COLUMNS, row, strict=True)) for row in rows]
+
+
+async def extension_rows_touching(
+    session: AsyncSession, pbx_id: str, entra_ids: set[str], email_keys: set[str]
+) -> list[dict[str, Any]]:
+    """The extensions that follow, followed, or share an address with these users."""
+    cols = [getattr(Extension, name) for name in EXTENSION_SNAPSHOT_COLUMNS]
+    found: dict[str, dict[str, Any]] = {}
+    for column, values in (
+        (Extension.entra_id, entra_ids),
+        (Extension.former_entra_id, entra_ids),
+        (Extension.email_key, email_keys),
+    ):
+        ordered = sorted(values)
+        for i in range(0, len(ordered), 500):
+            stmt = select(*cols).where(Extension.pbx_id == pbx_id, column.in_(ordered[i : i + 500]))
+            for row in await session.execute(stmt):
+                found[row[0]] = dict(zip(EXTENSION_SNAPSHOT_COLUMNS, row, strict=True))
+    return list(found.values())
+
+
+async def group_rows(session: AsyncSession, pbx_id: str) -> list[dict[str, Any]]:
+    """Every extension group of the PBX with its member extension ids."""
+    rows = (
+        await session.execute(
+            select(
+                ExtensionGroup.id,
+                ExtensionGroup.name,
+                ExtensionGroup.managed_by,
+                ExtensionGroup.entra_id,
+                ExtensionGroup.former_entra_id,
+            ).where(ExtensionGroup.pbx_id == pbx_id)
+        )
+    ).all()
+    members: dict[str, set[str]] = {row[0]: set() for row in rows}
+    stmt = (
+        select(ExtensionGroupMember.group_id, ExtensionGroupMember.extension_id)
+        .join(ExtensionGroup, ExtensionGroup.id == ExtensionGroupMember.group_id)
+        .where(ExtensionGroup.pbx_id == pbx_id)
+    )
+    for group_id, ext_id in await session.execute(stmt):
+        members[group_id].add(ext_id)
+    return [
+        {
+            "id": row[0],
+            "name": row[1],
+            "managed_by": row[2],
+            "entra_id": row[3],
+            "former_entra_id": row[4],
+            "member_ids": frozenset(members[row[0]]),
+        }
+        for row in rows
+    ]
+
+
+async def synced_extension_map(session: AsyncSession, pbx_id: str) -> dict[str, str]:
+    """Entra user id -> extension id of the synced extensions (frozen ones too: a paused user
+    sync keeps its people in their groups)."""
+    stmt = select(Extension.entra_id, Extension.id).where(
+        Extension.pbx_id == pbx_id,
+        Extension.managed_by.in_(("entra", "entra_frozen")),
+        Extension.entra_id.is_not(None),
+    )
+    return {str(entra_id): ext_id for entra_id, ext_id in await session.execute(stmt)}
+
+
+async def synced_rows(session: AsyncSession, pbx_id: str, model: type[Any]) -> list[Any]:
+    """The rows of a directory table that a sync owns (entra or entra_frozen)."""
+    stmt = select(model).where(
+        model.pbx_id == pbx_id, model.managed_by.in_(("entra", "entra_frozen"))
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def delete_synced(session: AsyncSession, pbx_id: str, model: type[Any]) -> None:
+    await session.execute(
+        delete(model).where(model.pbx_id == pbx_id, model.managed_by.in_(("entra", "entra_frozen")))
+    )
+
+
+async def entra_ids_among(
+    session: AsyncSession, pbx_id: str, model: type[Any], ids: set[str]
+) -> set[str]:
+    """Those of these Entra ids that an object of the PBX in this table (extensions,
+    extension groups) follows."""
+    found: set[str] = set()
+    ordered = sorted(ids)
+    for i in range(0, len(ordered), 500):
+        stmt = select(model.entra_id).where(
+            model.pbx_id == pbx_id, model.entra_id.in_(ordered[i : i + 500])
+        )
+        found |= {str(x) for x in (await session.execute(stmt)).scalars()}
+    return found

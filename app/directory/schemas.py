@@ -74,6 +74,7 @@ class ExtensionUpdate(_Person):
 class WelcomeEmail(BaseModel):
     status: Literal["sent", "failed", "not_sent", "no_address", "pending"]
     at: datetime | None
+    error: str | None = Field(default=None, description="Why it failed (the mail server's answer)")
 
 
 class PresenceOut(BaseModel):

@@ -103,7 +103,11 @@ def _presence_out(p: ExtensionPresence | None) -> PresenceOut:
 def extension_out(ext: Extension, presence: ExtensionPresence | None) -> ExtensionOut:
     welcome = None
     if ext.welcome_email_status:
-        welcome = WelcomeEmail(status=ext.welcome_email_status, at=ext.welcome_email_at)
+        welcome = WelcomeEmail(
+            status=ext.welcome_email_status,
+            at=ext.welcome_email_at,
+            error=ext.welcome_email_error,
+        )
     return ExtensionOut(
         id=ext.id,
         number=ext.number,
@@ -485,9 +489,13 @@ async def delete_contact(session: AsyncSession, pbx: Pbx, book_id: str, contact_
     await session.flush()
 
 
-async def visible_phonebooks(session: AsyncSession, pbx: Pbx, ext_id: str) -> list[PhonebookOut]:
+async def visible_phonebooks(
+    session: AsyncSession, pbx: Pbx, ext_id: str, params: PageParams
+) -> tuple[list[PhonebookOut], str | None]:
     ext = await get_extension(session, pbx, ext_id)
     groups = await repo.groups_of_extension(session, ext.id)
-    stmt = repo.visible_phonebooks_query(pbx.id, ext.id, groups).order_by(Phonebook.name)
-    rows = list((await session.execute(stmt)).scalars())
-    return await _books_out(session, rows)
+    stmt = paginate(
+        repo.visible_phonebooks_query(pbx.id, ext.id, groups), Phonebook.name, Phonebook.id, params
+    )
+    rows, cursor = next_cursor(list((await session.execute(stmt)).scalars()), params, "name")
+    return await _books_out(session, rows), cursor

@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from pydantic import BaseModel, ConfigDict
 
 from app.auth import CurrentPbx, Session
+from app.db import after_commit
 from app.errors import Conflict, problem
 from app.graph.auth import TokenError
 from app.graph.client import GraphClient
@@ -23,6 +24,7 @@ from app.integration.schemas import (
     ClientSecretIn,
     DirectoryGroupsPage,
     DisableResult,
+    EnableResult,
     IntegrationOut,
     IntegrationPut,
     Schedule,
@@ -97,10 +99,9 @@ async def client_secret(
     return await service.update_secret(session, runtime, pbx, body.client_secret)
 
 
-def _accepted_if_queued(response: Response, result: DisableResult) -> DisableResult:
+def _accepted_if_queued(response: Response, run_id: str | None) -> None:
     """202 when the change left a run to do (cleanup or resync), else 200."""
-    response.status_code = status.HTTP_202_ACCEPTED if result.cleanup_run_id else status.HTTP_200_OK
-    return result
+    response.status_code = status.HTTP_202_ACCEPTED if run_id else status.HTTP_200_OK
 
 
 @router.post(
@@ -118,19 +119,21 @@ async def disable(
     body: CleanupChoice | None = None,
 ) -> DisableResult:
     result = await service.disable(session, runtime, pbx, body or CleanupChoice())
-    return _accepted_if_queued(response, result)
+    _accepted_if_queued(response, result.cleanup_run_id)
+    return result
 
 
 @router.post(
     "/enable",
-    response_model=DisableResult,
-    responses={202: {"model": DisableResult, "description": "Enabled; a resync run is queued"}},
+    response_model=EnableResult,
+    responses={202: {"model": EnableResult, "description": "Enabled; a resync run is queued"}},
 )
 async def enable(
     pbx: CurrentPbx, session: Session, runtime: RuntimeDep, response: Response
-) -> DisableResult:
+) -> EnableResult:
     result = await service.enable(session, runtime, pbx)
-    return _accepted_if_queued(response, result)
+    _accepted_if_queued(response, result.resync_run_id)
+    return result
 
 
 @router.post(
@@ -148,7 +151,8 @@ async def disconnect(
     body: CleanupChoice | None = None,
 ) -> DisableResult:
     result = await service.disconnect(session, runtime, pbx, body or CleanupChoice())
-    return _accepted_if_queued(response, result)
+    _accepted_if_queued(response, result.cleanup_run_id)
+    return result
 
 
 async def _connected_graph(session: Session, runtime: Runtime, pbx_id: str) -> GraphClient:
@@ -249,10 +253,10 @@ def _section_routes(section: str, path: str) -> None:
     ) -> dict[str, Any]:
         result, run_id = await rules.put_section(session, runtime, pbx, section, body)
         if run_id:
-            await session.commit()
-            worker = getattr(request.app.state, "worker", None)
-            if worker is not None:
-                worker.check_subscriptions_soon()
+            supervisor = getattr(request.app.state, "supervisor", None)
+            if supervisor is not None:
+                # A section came on: its Graph subscriptions are made without waiting.
+                after_commit(session, lambda: supervisor.poke("subscriptions"))
             result["initial_run_id"] = run_id
         return result
 

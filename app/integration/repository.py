@@ -5,21 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import rowcount, utcnow
-from app.directory.models import Contact, Extension, ExtensionGroup, Phonebook, TeamsPresenceSetting
+from app.directory.models import Extension, TeamsPresenceSetting
 from app.integration.models import Integration, OAuthState, SyncRule, TokenCache
-from app.notifications.models import GraphSubscription, NotificationEvent, PendingChanges
-from app.sync.models import DeltaLink, SyncFailure
-
-# The directory tables each cleanup choice covers.
-KIND_MODELS: dict[str, tuple[type[Any], ...]] = {
-    "extensions": (Extension,),
-    "extension_groups": (ExtensionGroup,),
-    "phonebooks": (Phonebook, Contact),
-}
+from app.runs.models import DeltaLink, SyncFailure
+from app.runs.scopes import BY_KIND, BY_SECTION, RUN_SECTIONS
 
 
 async def get(
@@ -32,6 +25,11 @@ async def get(
             populate_existing=True
         )
     return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def connected_pbx_ids(session: AsyncSession) -> list[str]:
+    stmt = select(Integration.pbx_id).where(Integration.status == "connected")
+    return list((await session.execute(stmt)).scalars())
 
 
 async def get_or_create(session: AsyncSession, pbx_id: str) -> Integration:
@@ -48,17 +46,30 @@ async def rules(session: AsyncSession, pbx_id: str) -> dict[str, SyncRule]:
     return {r.section: r for r in (await session.execute(stmt)).scalars()}
 
 
-# The rule sections that are run scopes.
-SECTION_SCOPES = {"user_sync": "users", "group_sync": "groups", "contacts_sync": "contacts"}
-DIRECTORY_SECTIONS = ("user_sync", "group_sync")
-
-
 async def active_scopes(
-    session: AsyncSession, pbx_id: str, sections: tuple[str, ...] = tuple(SECTION_SCOPES)
+    session: AsyncSession, pbx_id: str, sections: tuple[str, ...] = RUN_SECTIONS
 ) -> set[str]:
     """The run scopes of the sections (of those given) that are active."""
     found = await rules(session, pbx_id)
-    return {SECTION_SCOPES[s] for s in sections if s in found and found[s].state == "active"}
+    return {BY_SECTION[s].scope for s in sections if s in found and found[s].state == "active"}
+
+
+async def set_needs_full_sync(
+    session: AsyncSession, pbx_id: str, section: str, value: bool
+) -> None:
+    rule = await session.get(SyncRule, (pbx_id, section))
+    if rule is not None:
+        rule.needs_full_sync = value
+
+
+async def count_synced(session: AsyncSession, pbx_id: str, model: type[Any]) -> int:
+    """Objects of a directory table that a sync owns (managed_by entra or entra_frozen)."""
+    stmt = (
+        select(func.count())
+        .select_from(model)
+        .where(model.pbx_id == pbx_id, model.managed_by != "pbx")
+    )
+    return int((await session.execute(stmt)).scalar_one())
 
 
 async def token_cache(session: AsyncSession, pbx_id: str) -> TokenCache | None:
@@ -108,7 +119,7 @@ async def set_managed_by(
     session: AsyncSession, pbx_id: str, kind: str, from_: tuple[str, ...], to: str
 ) -> int:
     total = 0
-    for model in KIND_MODELS[kind]:
+    for model in BY_KIND[kind].models:
         result = await session.execute(
             update(model)
             .where(model.pbx_id == pbx_id, model.managed_by.in_(from_))
@@ -122,7 +133,7 @@ async def set_managed_by(
 async def release(session: AsyncSession, pbx_id: str, kind: str) -> int:
     """Hand synced objects to the PBX, remembering the Entra id for a later re-adoption."""
     total = 0
-    for model in KIND_MODELS[kind]:
+    for model in BY_KIND[kind].models:
         result = await session.execute(
             update(model)
             .where(model.pbx_id == pbx_id, model.managed_by.in_(("entra", "entra_frozen")))
@@ -134,17 +145,9 @@ async def release(session: AsyncSession, pbx_id: str, kind: str) -> int:
 
 
 async def forget_integration(session: AsyncSession, pbx_id: str) -> None:
-    """Disconnect: config, rules, tokens, delta links, counters and subscriptions go."""
-    for model in (
-        TokenCache,
-        SyncRule,
-        OAuthState,
-        DeltaLink,
-        SyncFailure,
-        PendingChanges,
-        GraphSubscription,
-        NotificationEvent,
-    ):
+    """Disconnect: config, rules, tokens, delta links and failures go (other domains' rows go
+    through the runtime's `integration_forgotten` hooks)."""
+    for model in (TokenCache, SyncRule, OAuthState, DeltaLink, SyncFailure):
         await session.execute(delete(model).where(model.pbx_id == pbx_id))
     ext_ids = select(Extension.id).where(Extension.pbx_id == pbx_id)
     await session.execute(

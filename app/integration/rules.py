@@ -5,11 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
-from app.directory.models import Extension, ExtensionGroup, Phonebook
 from app.errors import Conflict, Unprocessable
 from app.graph.auth import TokenError
 from app.graph.errors import GraphError
@@ -18,18 +16,15 @@ from app.integration.models import SyncRule
 from app.integration.schemas import SECTION_MODELS
 from app.integration.service import refuse_if_disabled
 from app.integration.tokens import graph_for
+from app.runs import queue as runs
+from app.runs import repository as runs_repo
+from app.runs.scopes import BY_SECTION
 from app.runtime import Runtime
-from app.sync import repository as sync_repo
-from app.sync import runs
-from app.sync.models import SyncFailure, SyncRun
 from app.tenants.models import Pbx
 
-# Sections that are run scopes, with the directory kind they own and the pause flag's name.
-SCOPED: dict[str, tuple[str, str, Any, str]] = {
-    "user_sync": ("users", "extensions", Extension, "delete_extensions"),
-    "group_sync": ("groups", "extension_groups", ExtensionGroup, "delete_extension_groups"),
-    "contacts_sync": ("contacts", "phonebooks", Phonebook, "delete_contacts"),
-}
+# Sections the service cannot carry out yet: refused on PUT with 422 `not_available` (never
+# accepted and then reported as done). The capability that builds one removes it here.
+NOT_AVAILABLE: frozenset[str] = frozenset({"contacts_sync", "presence_sync", "sso"})
 
 
 async def _rule(session: AsyncSession, pbx_id: str, section: str) -> SyncRule | None:
@@ -37,36 +32,14 @@ async def _rule(session: AsyncSession, pbx_id: str, section: str) -> SyncRule | 
 
 
 async def _summary(session: AsyncSession, pbx_id: str, section: str) -> dict[str, Any] | None:
-    if section not in SCOPED:
+    if section not in BY_SECTION:
         return None
-    scope, _, model, _ = SCOPED[section]
-    synced = (
-        await session.execute(
-            select(func.count())
-            .select_from(model)
-            .where(model.pbx_id == pbx_id, model.managed_by != "pbx")
-        )
-    ).scalar_one()
-    failed = (
-        await session.execute(
-            select(func.count())
-            .select_from(SyncFailure)
-            .where(SyncFailure.pbx_id == pbx_id, SyncFailure.scope == scope)
-        )
-    ).scalar_one()
-    last = (
-        await session.execute(
-            select(SyncRun.id)
-            .where(
-                SyncRun.pbx_id == pbx_id,
-                SyncRun.dry_run.is_(False),
-                SyncRun.finished_at.is_not(None),
-            )
-            .order_by(SyncRun.finished_at.desc())
-            .limit(1)
-        )
-    ).scalar_one_or_none()
-    return {"synced": int(synced), "failed": int(failed), "last_run_id": last}
+    info = BY_SECTION[section]
+    return {
+        "synced": await repo.count_synced(session, pbx_id, info.models[0]),
+        "failed": await runs_repo.count_failures(session, pbx_id, info.scope),
+        "last_run_id": await runs_repo.last_finished_id(session, pbx_id),
+    }
 
 
 async def _group_names(runtime: Runtime, pbx_id: str, ids: list[str]) -> list[dict[str, Any]]:
@@ -127,6 +100,11 @@ async def put_section(
     rule = await _rule(session, pbx.id, section)
     config = body.model_dump()
     enabled = bool(config.get("enabled", False))
+    if section in NOT_AVAILABLE and enabled:
+        raise Unprocessable(
+            f"{section.replace('_', '-')} is not available in this version of the service.",
+            code="not_available",
+        )
     if rule is not None and rule.state == "paused":
         raise Conflict(
             "This section is paused: resume it before changing its rules.", code="sync_paused"
@@ -141,7 +119,7 @@ async def put_section(
             updated_at=utcnow(),
         )
         session.add(rule)
-    if section in SCOPED and rule.state == "active" and not enabled:
+    if section in BY_SECTION and rule.state == "active" and not enabled:
         raise Unprocessable(
             "Use the pause endpoint to turn an active section off (it asks whether to delete or keep).",
             code="use_pause_endpoint",
@@ -154,8 +132,8 @@ async def put_section(
     if section != "deletion_guard":
         was = rule.state
         rule.state = "active" if enabled else "off"
-        if section in SCOPED and was == "off" and enabled:
-            run, _ = await runs.enqueue(session, pbx.id, "initial", [SCOPED[section][0]])
+        if section in BY_SECTION and was == "off" and enabled:
+            run, _ = await runs.request_run(session, pbx.id, "initial", [BY_SECTION[section].scope])
             run_id = run.id
     await session.flush()
     return await get_section(session, runtime, pbx, section), run_id
@@ -167,14 +145,16 @@ async def pause(session: AsyncSession, pbx: Pbx, section: str, delete: bool) -> 
     rule = await _rule(session, pbx.id, section)
     if rule is None or rule.state != "active":
         raise Conflict("Only an active section can be paused.", code="section_not_active")
-    scope, kind, _, _ = SCOPED[section]
+    info = BY_SECTION[section]
     rule.state = "paused"
     rule.updated_at = utcnow()
-    await _drop_scope_from_queue(session, pbx.id, scope)
-    await repo.set_managed_by(session, pbx.id, kind, ("entra",), "entra_frozen")
+    await runs.drop_scope(session, pbx.id, info.scope)
+    await repo.set_managed_by(session, pbx.id, info.kind, ("entra",), "entra_frozen")
     cleanup_id = None
     if delete:
-        run, _ = await runs.enqueue(session, pbx.id, "cleanup", [scope], plan={"cleanup": [kind]})
+        run, _ = await runs.request_run(
+            session, pbx.id, "cleanup", [info.scope], plan={"cleanup": [info.kind]}
+        )
         cleanup_id = run.id
     await session.flush()
     return {"state": "paused", "cleanup_run_id": cleanup_id}
@@ -186,24 +166,12 @@ async def resume(session: AsyncSession, pbx: Pbx, section: str) -> dict[str, Any
     rule = await _rule(session, pbx.id, section)
     if rule is None or rule.state != "paused":
         raise Conflict("Only a paused section can be resumed.", code="section_not_paused")
-    scope, kind, _, _ = SCOPED[section]
+    info = BY_SECTION[section]
     rule.state = "active"
     rule.needs_full_sync = True
     rule.updated_at = utcnow()
-    await repo.set_managed_by(session, pbx.id, kind, ("entra_frozen",), "entra")
-    await sync_repo.drop_delta_links(session, pbx.id, scope)
-    run, _ = await runs.enqueue(session, pbx.id, "resync", [scope])
+    await repo.set_managed_by(session, pbx.id, info.kind, ("entra_frozen",), "entra")
+    await runs_repo.drop_delta_links(session, pbx.id, info.scope)
+    run, _ = await runs.request_run(session, pbx.id, "resync", [info.scope])
     await session.flush()
     return {"state": "active", "run_id": run.id}
-
-
-async def _drop_scope_from_queue(session: AsyncSession, pbx_id: str, scope: str) -> None:
-    waiting = await runs.queued_run(session, pbx_id)
-    if waiting is None or scope not in waiting.scopes:
-        return
-    rest = [s for s in waiting.scopes if s != scope]
-    if rest:
-        waiting.scopes = rest
-    else:
-        waiting.status = "cancelled"
-        waiting.finished_at = utcnow()

@@ -224,6 +224,11 @@ class DisableResult(BaseModel):
     cleanup_run_id: str | None
 
 
+class EnableResult(BaseModel):
+    status: Status
+    resync_run_id: str | None
+
+
 class DirectoryGroup(BaseModel):
     id: str
     display_name: str | None

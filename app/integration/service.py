@@ -22,36 +22,28 @@ from app.graph.errors import GraphError
 from app.integration import repository as repo
 from app.integration import tokens
 from app.integration.models import Integration, SyncRule
+from app.integration.schedule import next_fire
 from app.integration.schemas import (
     SECTION_MODELS,
     AuthorizationUrl,
     CleanupChoice,
     DisableResult,
+    EnableResult,
     IntegrationOut,
     IntegrationPut,
     Schedule,
 )
-from app.notifications import subscriptions
+from app.integration.triggers import queue_active
+from app.runs import queue as runs
+from app.runs import repository as runs_repo
+from app.runs.scopes import BY_SECTION, SCOPES
 from app.runtime import Runtime
-from app.scheduling.schedule import next_fire
-from app.sync import runs
 from app.tenants.models import Pbx
 
 log = logging.getLogger("pbx_entra.integration")
 STATE_TTL = timedelta(minutes=10)
 SECRET_EXPIRY_WARNING = timedelta(days=30)
 CONFIGURABLE = ("not_configured", "awaiting_consent", "error")
-# Cleanup choices → (directory kind, sync scope).
-CLEANUP_KINDS = {
-    "delete_extensions": ("extensions", "users"),
-    "delete_extension_groups": ("extension_groups", "groups"),
-    "delete_phonebooks": ("phonebooks", "contacts"),
-}
-SECTION_KINDS = {
-    "user_sync": "extensions",
-    "group_sync": "extension_groups",
-    "contacts_sync": "phonebooks",
-}
 
 
 def redirect_uri(runtime: Runtime) -> str:
@@ -128,7 +120,7 @@ def warnings(integ: Integration, now: datetime | None = None) -> list[dict[str, 
 async def view(session: AsyncSession, runtime: Runtime, pbx: Pbx) -> IntegrationOut:
     integ = await repo.get(session, pbx.id)
     rules = await repo.rules(session, pbx.id)
-    last = await runs.latest(session, pbx.id)
+    last = await runs_repo.latest(session, pbx.id)
     status = integ.status if integ else "not_configured"
     return IntegrationOut(
         status=status,
@@ -477,17 +469,22 @@ async def set_schedule(
 
 
 async def _cleanup(session: AsyncSession, pbx_id: str, choice: CleanupChoice) -> str | None:
-    kinds = [CLEANUP_KINDS[name] for name, on in choice.model_dump().items() if on]
-    if not kinds:
+    chosen = [s for s in SCOPES if getattr(choice, s.delete_flag)]
+    if not chosen:
         return None
-    run, _ = await runs.enqueue(
+    run, _ = await runs.request_run(
         session,
         pbx_id,
         "cleanup",
-        [scope for _, scope in kinds],
-        plan={"cleanup": [kind for kind, _ in kinds]},
+        [s.scope for s in chosen],
+        plan={"cleanup": [s.kind for s in chosen]},
     )
     return run.id
+
+
+async def _stopping(runtime: Runtime, pbx_id: str) -> None:
+    for hook in runtime.integration_stopping:
+        await hook(runtime, pbx_id)
 
 
 async def disable(
@@ -499,40 +496,35 @@ async def disable(
             "Only a connected integration can be disabled.", code="integration_not_connected"
         )
     # Graph first, before the row is locked: a token refresh may need to update that row.
-    await subscriptions.remove_all(runtime, pbx.id)
+    await _stopping(runtime, pbx.id)
     integ = await repo.get(session, pbx.id, for_update=True)
     assert integ is not None
     integ.status = "disabled"
     await runs.cancel_waiting(session, pbx.id)
-    for kind in ("extensions", "extension_groups", "phonebooks"):
+    for scope in SCOPES:
         # Kept objects freeze; those to delete freeze too until the cleanup run removes them.
-        await repo.set_managed_by(session, pbx.id, kind, ("entra",), "entra_frozen")
+        await repo.set_managed_by(session, pbx.id, scope.kind, ("entra",), "entra_frozen")
     run_id = await _cleanup(session, pbx.id, choice)
     await session.flush()
     return DisableResult(status="disabled", cleanup_run_id=run_id)
 
 
-async def enable(session: AsyncSession, runtime: Runtime, pbx: Pbx) -> DisableResult:
+async def enable(session: AsyncSession, runtime: Runtime, pbx: Pbx) -> EnableResult:
     integ = await repo.get(session, pbx.id, for_update=True)
     if integ is None or integ.status != "disabled":
         raise Conflict(
             "Only a disabled integration can be enabled.", code="integration_not_disabled"
         )
     integ.status = "connected"
-    rules = await repo.rules(session, pbx.id)
-    scopes = []
-    for section, kind in SECTION_KINDS.items():
-        rule = rules.get(section)
-        if rule is not None and rule.state == "active":
-            await repo.set_managed_by(session, pbx.id, kind, ("entra_frozen",), "entra")
+    for section, rule in (await repo.rules(session, pbx.id)).items():
+        if section in BY_SECTION and rule.state == "active":
+            await repo.set_managed_by(
+                session, pbx.id, BY_SECTION[section].kind, ("entra_frozen",), "entra"
+            )
             rule.needs_full_sync = True
-            scopes.append(repo.SECTION_SCOPES[section])
-    run_id = None
-    if scopes:
-        run, _ = await runs.enqueue(session, pbx.id, "resync", scopes)
-        run_id = run.id
+    queued = await queue_active(session, pbx.id, "resync")
     await session.flush()
-    return DisableResult(status="connected", cleanup_run_id=run_id)
+    return EnableResult(status="connected", resync_run_id=queued[0].id if queued else None)
 
 
 async def disconnect(
@@ -543,19 +535,20 @@ async def disconnect(
         raise Conflict("The integration is not configured.", code="integration_not_configured")
     if current.status in ("connected", "error"):
         # Graph first, before the row is locked: a token refresh may need to update that row.
-        await subscriptions.remove_all(runtime, pbx.id)
+        await _stopping(runtime, pbx.id)
     integ = await repo.get(session, pbx.id, for_update=True)
     assert integ is not None
     await runs.cancel_waiting(session, pbx.id, include_held=True)
-    chosen = {kind for name, (kind, _) in CLEANUP_KINDS.items() if getattr(choice, name)}
-    for kind in ("extensions", "extension_groups", "phonebooks"):
-        if kind in chosen:
-            await repo.set_managed_by(session, pbx.id, kind, ("entra",), "entra_frozen")
+    for scope in SCOPES:
+        if getattr(choice, scope.delete_flag):
+            await repo.set_managed_by(session, pbx.id, scope.kind, ("entra",), "entra_frozen")
         else:
-            await repo.release(session, pbx.id, kind)
+            await repo.release(session, pbx.id, scope.kind)
     if integ.client_id and integ.client_secret_enc:
         runtime.msal.forget(tokens.credentials(runtime, integ))
     runtime.tokens.pop(pbx.id, None)
+    for hook in runtime.integration_forgotten:
+        await hook(session, pbx.id)
     await repo.forget_integration(session, pbx.id)
     run_id = await _cleanup(session, pbx.id, choice)
     await session.flush()

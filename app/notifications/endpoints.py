@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Depends, Request, status
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel
 
 from app.auth import CurrentPbx, Session
+from app.db import wakeup_of
 from app.errors import ProblemError
 from app.notifications import repository as repo
 from app.notifications import webhooks
+from app.notifications.models import GraphSubscription
+from app.pagination import Page, PageParams, next_cursor, page_params, paginate
 
+NOTIFICATIONS = "notifications"  # the doorbell of the counting loop
 router = APIRouter(tags=["notifications"])
 api_router = APIRouter(prefix="/api/v1/integration", tags=["integration"])
 
@@ -44,9 +48,8 @@ async def _receive(request: Request, lifecycle: bool) -> Response:
         ) from None
     inbox: webhooks.Inbox = request.app.state.inbox
     await inbox.accept([i for i in items if isinstance(i, dict)], lifecycle=lifecycle)
-    worker = getattr(request.app.state, "worker", None)
-    if worker is not None:
-        worker.wake()
+    # The counting loop takes them from the database (any replica); here, at once.
+    wakeup_of(request.app.state.sessionmaker, NOTIFICATIONS).ring()
     return Response(status_code=status.HTTP_202_ACCEPTED)
 
 
@@ -68,16 +71,25 @@ async def graph_lifecycle(request: Request) -> Response:
     return await _receive(request, lifecycle=True)
 
 
-@api_router.get("/subscriptions", response_model=list[SubscriptionOut])
-async def list_subscriptions(pbx: CurrentPbx, session: Session) -> list[SubscriptionOut]:
+@api_router.get("/subscriptions", response_model=Page[SubscriptionOut])
+async def list_subscriptions(
+    pbx: CurrentPbx, session: Session, params: Annotated[PageParams, Depends(page_params)]
+) -> Page[SubscriptionOut]:
     """The Graph change-notification subscriptions held for this PBX."""
-    return [
-        SubscriptionOut(
-            id=s.id,
-            resource=s.resource,
-            change_type=s.change_type,
-            expires_at=s.expires_at.isoformat(),
-            status=s.status,
-        )
-        for s in await repo.subscriptions_of(session, pbx.id)
-    ]
+    stmt = paginate(
+        repo.subscriptions_query(pbx.id), GraphSubscription.resource, GraphSubscription.id, params
+    )
+    rows, cursor = next_cursor(list((await session.execute(stmt)).scalars()), params, "resource")
+    return Page[SubscriptionOut](
+        items=[
+            SubscriptionOut(
+                id=s.id,
+                resource=s.resource,
+                change_type=s.change_type,
+                expires_at=s.expires_at.isoformat(),
+                status=s.status,
+            )
+            for s in rows
+        ],
+        next_cursor=cursor,
+    )

@@ -8,15 +8,14 @@ import logging
 from collections import defaultdict
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
-
+from app import metrics
 from app.db import session_scope, utcnow
-from app.integration import repository as integ_repo
-from app.integration.models import Integration
+from app.integration.triggers import queue_active
+from app.notifications import relevance, subscriptions
 from app.notifications import repository as repo
-from app.notifications import subscriptions
+from app.notifications.models import NotificationEvent
+from app.runs.scopes import DIRECTORY_SECTIONS
 from app.runtime import Runtime
-from app.sync import runs
 
 log = logging.getLogger("pbx_entra.notifications")
 
@@ -28,12 +27,21 @@ async def process(runtime: Runtime) -> list[str]:
         events = await repo.claim_events(session)
         counts: dict[str, int] = defaultdict(int)
         first: dict[str, datetime] = {}
+        changes: dict[str, list[NotificationEvent]] = defaultdict(list)
         for e in events:
             if e.lifecycle_event:
                 lifecycle.append((e.pbx_id, e.subscription_id, e.lifecycle_event))
                 continue
-            counts[e.pbx_id] += 1
-            first.setdefault(e.pbx_id, e.received_at)
+            changes[e.pbx_id].append(e)
+        for pbx_id, pbx_events in changes.items():
+            parsed = [relevance.parse(e.resource) for e in pbx_events]
+            verdicts = await relevance.concerning(session, pbx_id, parsed)
+            for e, parsed_event, counts_toward in zip(pbx_events, parsed, verdicts, strict=True):
+                if not counts_toward:
+                    metrics.change_events_dropped.labels(parsed_event.kind).inc()
+                    continue
+                counts[pbx_id] += 1
+                first.setdefault(pbx_id, e.received_at)
         for pbx_id, n in counts.items():
             await repo.add_pending(session, pbx_id, n, first[pbx_id])
         await repo.mark_processed(session, [e.id for e in events], utcnow())
@@ -66,15 +74,9 @@ async def _queue_due(runtime: Runtime) -> list[str]:
             )
             if not due:
                 continue
-            integ = (
-                await session.execute(select(Integration).where(Integration.pbx_id == row.pbx_id))
-            ).scalar_one_or_none()
-            if integ is None or integ.status != "connected":
-                continue
-            scopes = await integ_repo.active_scopes(
-                session, row.pbx_id, integ_repo.DIRECTORY_SECTIONS
+            queued_run = await queue_active(
+                session, row.pbx_id, "changes", sections=DIRECTORY_SECTIONS
             )
-            if scopes:
-                run, _ = await runs.enqueue(session, row.pbx_id, "changes", scopes)
-                queued.append(run.id)
+            if queued_run is not None:
+                queued.append(queued_run[0].id)
     return queued

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Select, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import table_of, utcnow
@@ -21,6 +21,10 @@ async def subscriptions_by_ids(
         return {}
     stmt = select(GraphSubscription).where(GraphSubscription.id.in_(wanted))
     return {s.id: s for s in (await session.execute(stmt)).scalars()}
+
+
+def subscriptions_query(pbx_id: str) -> Select[GraphSubscription]:
+    return select(GraphSubscription).where(GraphSubscription.pbx_id == pbx_id)
 
 
 async def subscriptions_of(session: AsyncSession, pbx_id: str) -> list[GraphSubscription]:
@@ -90,3 +94,9 @@ async def purge_events(session: AsyncSession, before: datetime) -> None:
 
 def now() -> datetime:
     return utcnow()
+
+
+async def forget(session: AsyncSession, pbx_id: str) -> None:
+    """Disconnect: the PBX's subscriptions, accepted events and counters go."""
+    for model in (PendingChanges, GraphSubscription, NotificationEvent):
+        await session.execute(delete(model).where(model.pbx_id == pbx_id))

@@ -20,11 +20,12 @@ from app.graph.errors import GraphError
 from app.integration import repository as integ_repo
 from app.integration.models import Integration
 from app.integration.tokens import graph_for
+from app.integration.triggers import queue_active
 from app.notifications import repository as repo
 from app.notifications.models import GraphSubscription
 from app.notifications.webhooks import client_state_hash
+from app.runs.scopes import DIRECTORY_SECTIONS
 from app.runtime import Runtime
-from app.sync import runs
 
 log = logging.getLogger("pbx_entra.subscriptions")
 RESOURCES = ("users", "groups")
@@ -42,7 +43,7 @@ def _warn(integ: Integration, message: str | None) -> None:
 
 
 async def _active_scopes(session: Any, pbx_id: str) -> set[str]:
-    return await integ_repo.active_scopes(session, pbx_id, integ_repo.DIRECTORY_SECTIONS)
+    return await integ_repo.active_scopes(session, pbx_id, DIRECTORY_SECTIONS)
 
 
 async def _create(runtime: Runtime, pbx_id: str, resource: str) -> tuple[str, str, Any]:
@@ -140,9 +141,7 @@ async def ensure(runtime: Runtime, pbx_id: str) -> int:
 
 async def queue_resync(runtime: Runtime, pbx_id: str) -> None:
     async with session_scope(runtime.sessionmaker) as session:
-        scopes = await _active_scopes(session, pbx_id)
-        if scopes:
-            await runs.enqueue(session, pbx_id, "resync", scopes)
+        await queue_active(session, pbx_id, "resync", sections=DIRECTORY_SECTIONS)
 
 
 async def reauthorize(runtime: Runtime, pbx_id: str, subscription_id: str) -> None:
@@ -177,3 +176,14 @@ async def remove_all(runtime: Runtime, pbx_id: str) -> None:
             log.info("deleting subscription %s at Graph: %s", sub.id, exc)
     async with session_scope(runtime.sessionmaker) as session:
         await session.execute(delete(GraphSubscription).where(GraphSubscription.pbx_id == pbx_id))
+
+
+async def maintain(runtime: Runtime) -> None:
+    """Every connected PBX with user or group sync on holds live Graph subscriptions."""
+    async with session_scope(runtime.sessionmaker) as session:
+        pbx_ids = await integ_repo.connected_pbx_ids(session)
+    for pbx_id in pbx_ids:
+        try:
+            await ensure(runtime, pbx_id)
+        except Exception:
+            log.exception("subscriptions of PBX %s", pbx_id)

@@ -21,12 +21,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from app.db import rowcount, session_scope, utcnow
-from app.integration import repository as integ_repo
 from app.integration.models import Integration
+from app.integration.schedule import next_fire
+from app.integration.triggers import queue_active
 from app.runtime import Runtime
 from app.scheduling.models import ScheduleFire
-from app.scheduling.schedule import next_fire
-from app.sync import runs
 from app.tenants.models import Pbx
 
 log = logging.getLogger("pbx_entra.schedule")
@@ -42,14 +41,10 @@ async def fire(runtime: Runtime, pbx_id: str, fire_at: datetime) -> str | None:
         )
         if rowcount(claimed) == 0:
             return None
-        integ = await integ_repo.get(session, pbx_id)
-        if integ is None or integ.status != "connected":
+        queued = await queue_active(session, pbx_id, "schedule")
+        if queued is None:
             return None
-        scopes = await integ_repo.active_scopes(session, pbx_id)
-        if not scopes:
-            return None
-        run, _ = await runs.enqueue(session, pbx_id, "schedule", scopes)
-        run_id = run.id
+        run_id = queued[0].id
     log.info("scheduled sync of PBX %s at %s: run %s", pbx_id, fire_at.isoformat(), run_id)
     return run_id
 

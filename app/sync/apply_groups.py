@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import new_id, table_of, utcnow
 from app.directory.models import ExtensionGroup, ExtensionGroupMember
-from app.sync import repository as repo
+from app.runs import repository as runs_repo
 from app.sync.apply_users import CHUNK, chunks
 from app.sync.plan_groups import GroupPlan
 
@@ -168,7 +168,7 @@ async def apply_groups(
         await session.execute(insert(groups), rows)
     await _add_members(session, added)
     for batch in chunks(log):
-        await repo.add_changes(session, batch)
+        await runs_repo.add_changes(session, batch)
 
     failures = [
         {
@@ -177,10 +177,13 @@ async def apply_groups(
             "entra_id": f.entra_id,
             "code": f.code,
             "message": f.message,
+            "display_name": f.display_name,
             "conflict": None,
             "run_id": run_id,
             "failed_at": now,
         }
         for f in plan.failures
     ]
-    await repo.replace_failures(session, pbx_id, "groups", plan.settled, failures, known_failures)
+    await runs_repo.replace_failures(
+        session, pbx_id, "groups", plan.settled, failures, known_failures
+    )

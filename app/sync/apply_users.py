@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import new_id, table_of, utcnow
 from app.directory.models import Extension
-from app.sync import repository as repo
-from app.sync.models import Outbox
+from app.runs import repository as runs_repo
+from app.runs.models import Outbox
 from app.sync.plan_users import NewExtension, UserPlan
 
 CHUNK = 1000
@@ -72,7 +72,7 @@ class _ChangeLog:
 
     async def flush(self) -> None:
         if self.rows:
-            await repo.add_changes(self.session, self.rows)
+            await runs_repo.add_changes(self.session, self.rows)
             self.rows = []
 
 
@@ -214,11 +214,14 @@ async def apply_users(
             "entra_id": f.entra_id,
             "code": f.code,
             "message": f.message,
+            "display_name": f.display_name,
             "conflict": f.conflict,
             "run_id": run_id,
             "failed_at": now,
         }
         for f in plan.failures
     ]
-    await repo.replace_failures(session, pbx_id, "users", plan.settled, failures, known_failures)
+    await runs_repo.replace_failures(
+        session, pbx_id, "users", plan.settled, failures, known_failures
+    )
     return len(plan.creates)

@@ -2,68 +2,49 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from sqlalchemy import delete, select
+from typing import Any
 
 from app.db import session_scope, utcnow
-from app.directory.models import Contact, Extension, ExtensionGroup, Phonebook
-from app.sync import repository as repo
-
-if TYPE_CHECKING:
-    from app.sync.engine import RunExecutor
-
-KINDS: dict[str, tuple[str, type[Any]]] = {
-    "extensions": ("users", Extension),
-    "extension_groups": ("groups", ExtensionGroup),
-    "phonebooks": ("contacts", Phonebook),
-}
+from app.directory import repository as directory_repo
+from app.runs import repository as runs_repo
+from app.runs.scopes import BY_KIND
+from app.runtime import Runtime
+from app.sync.steps import Report
 
 
-async def run_cleanup(executor: RunExecutor) -> None:
-    kinds = list(executor.plan_payload.get("cleanup", []))
+def _label(row: Any) -> str:
+    return getattr(row, "name", None) or " ".join(
+        filter(None, [getattr(row, "first_name", None), getattr(row, "last_name", None)])
+    )
+
+
+async def run_cleanup(
+    runtime: Runtime, pbx_id: str, run_id: str, kinds: list[str], report: Report
+) -> None:
     for kind in kinds:
-        scope, model = KINDS[kind]
-        async with session_scope(executor.runtime.sessionmaker) as session:
-            where = (
-                model.pbx_id == executor.pbx_id,
-                model.managed_by.in_(("entra", "entra_frozen")),
-            )
-            rows = (await session.execute(select(model).where(*where))).scalars().all()
+        info = BY_KIND[kind]
+        async with session_scope(runtime.sessionmaker) as session:
+            # The first table holds the objects; the others (personal contacts) go with them.
+            rows = await directory_repo.synced_rows(session, pbx_id, info.models[0])
             now = utcnow()
             changes = [
                 {
-                    "run_id": executor.run_id,
-                    "pbx_id": executor.pbx_id,
+                    "run_id": run_id,
+                    "pbx_id": pbx_id,
                     "action": "delete",
                     "object_type": kind.rstrip("s"),
                     "object_id": row.id,
                     "entra_id": row.entra_id,
-                    "display_name": getattr(row, "name", None)
-                    or " ".join(
-                        filter(
-                            None,
-                            [getattr(row, "first_name", None), getattr(row, "last_name", None)],
-                        )
-                    ),
+                    "display_name": _label(row),
                     "fields": {},
                     "created_at": now,
                 }
                 for row in rows
             ]
-            if kind == "phonebooks":
-                # Personal contacts synced from Outlook go with the synced phonebooks.
-                await session.execute(
-                    delete(Contact).where(
-                        *(
-                            Contact.pbx_id == executor.pbx_id,
-                            Contact.managed_by.in_(("entra", "entra_frozen")),
-                        )
-                    )
-                )
-            await session.execute(delete(model).where(*where))
-            await repo.add_changes(session, changes)
-        counts = executor.report.counts.setdefault(
-            scope, {"created": 0, "updated": 0, "deleted": 0, "unchanged": 0, "failed": 0}
+            for model in reversed(info.models):
+                await directory_repo.delete_synced(session, pbx_id, model)
+            await runs_repo.add_changes(session, changes)
+        counts = report.counts.setdefault(
+            info.scope, {"created": 0, "updated": 0, "deleted": 0, "unchanged": 0, "failed": 0}
         )
         counts["deleted"] = len(changes)

@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.config import Settings
 from app.db import create_engine, session_scope, sessionmaker
 from app.errors import ProblemError
+from app.runs import repository as runs_repo
 from app.runtime import Runtime
-from app.sync import repository as repo
 from app.sync import service
 from app.sync.schemas import SyncRequest
 from app.sync.worker import Worker
@@ -54,7 +54,7 @@ async def run_sync(settings: Settings, pbx_name: str, dry_run: bool) -> int:
             bar = progress.add_task("queued", total=None)
             while not task.done():
                 async with session_scope(maker) as session:
-                    row = await repo.get(session, run_id)
+                    row = await runs_repo.get(session, run_id)
                 if row is not None:
                     p = row.progress or {}
                     progress.update(
@@ -66,7 +66,7 @@ async def run_sync(settings: Settings, pbx_name: str, dry_run: bool) -> int:
                 await asyncio.sleep(0.3)
             await task
         async with session_scope(maker) as session:
-            final = await repo.get(session, run_id)
+            final = await runs_repo.get(session, run_id)
         assert final is not None
         out = service.run_out(final)
         table = Table(
@@ -114,7 +114,7 @@ async def _work_until(worker: Worker, run_id: str, maker: async_sessionmaker[Asy
             # Another process's worker holds it: wait for it to finish.
             with contextlib.suppress(Exception):
                 async with session_scope(maker) as session:
-                    row = await repo.get(session, run_id)
+                    row = await runs_repo.get(session, run_id)
                 if row is not None and row.status not in ("queued", "running"):
                     return
             await asyncio.sleep(0.5)

@@ -17,18 +17,13 @@ from app.directory.schemas import ExtensionOut
 from app.errors import Conflict
 from app.integration.endpoints import RuntimeDep
 from app.pagination import Page, PageParams, page_params
-from app.sync import mail, service
+from app.runs import outbox as mail
+from app.sync import service
 from app.sync.schemas import ChangeOut, RunOut, SyncRequest
 
 router = APIRouter(prefix="/api/v1", tags=["sync"])
 Paging = Annotated[PageParams, Depends(page_params)]
 FINAL = {"succeeded", "partial", "failed", "held", "cancelled", "interrupted"}
-
-
-def _wake(request: Request) -> None:
-    worker = getattr(request.app.state, "worker", None)
-    if worker is not None:
-        worker.wake()
 
 
 @router.post(
@@ -43,7 +38,6 @@ def _wake(request: Request) -> None:
     },
 )
 async def update_now(
-    request: Request,
     pbx: CurrentPbx,
     session: Session,
     response: Response,
@@ -52,10 +46,7 @@ async def update_now(
     """Update Now: queue a manual run, or join the one already waiting."""
     run, created = await service.request_sync(session, pbx, body or SyncRequest())
     response.status_code = status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK
-    out = service.run_out(run)
-    await session.commit()
-    _wake(request)
-    return out
+    return service.run_out(run)
 
 
 @router.get("/sync-runs", response_model=Page[RunOut])
@@ -82,12 +73,11 @@ async def cancel_run(pbx: CurrentPbx, session: Session, run_id: str) -> RunOut:
     return await service.cancel(session, pbx, run_id)
 
 
-@router.post("/sync-runs/{run_id}/approve", response_model=RunOut)
-async def approve_run(
-    pbx: CurrentPbx, session: Session, runtime: RuntimeDep, run_id: str
-) -> RunOut:
-    """Apply the held deletions after re-planning them (409 plan_stale when they grew)."""
-    return await service.approve(session, runtime, pbx, run_id)
+@router.post("/sync-runs/{run_id}/approve", response_model=RunOut, status_code=202)
+async def approve_run(pbx: CurrentPbx, session: Session, run_id: str) -> RunOut:
+    """Put the held run back in the queue: a worker deletes what was held after planning again
+    (the run ends `failed` with `plan_stale`, deleting nothing, when the deletions grew)."""
+    return await service.approve(session, pbx, run_id)
 
 
 @router.post("/sync-runs/{run_id}/reject", response_model=RunOut)
@@ -133,7 +123,5 @@ async def send_welcome_email(
     if runtime.settings.smtp_url is None:
         raise Conflict("No mail server is configured (SMTP_URL).", code="mail_not_configured")
     await mail.queue_welcome(session, ext)
-    await session.commit()
-    await mail.send_pending(runtime, pbx.id)
-    await session.refresh(ext)
+    # The outbox loop sends it once this request's session has committed.
     return await directory_service.extension_view(session, ext)

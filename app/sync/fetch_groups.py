@@ -14,6 +14,7 @@ from typing import Any
 
 from app.graph.client import GraphClient
 from app.graph.errors import GraphError, batch_error
+from app.runs.models import GROUP_NESTING
 from app.sync.groups_model import GROUP_SELECT, EntraGroup
 from app.sync.plan_groups import GroupInput, GroupRules, in_range
 
@@ -21,7 +22,7 @@ Progress = Callable[[int], Awaitable[None]]
 PAGE_SIZE = 999
 DELTA_RESOURCE = "groups"
 # The tracking state beside the delta link: in-range group -> the groups nested in it.
-NESTING_RESOURCE = "groups:nesting"
+NESTING_RESOURCE = GROUP_NESTING
 # Delta items carry the properties the range depends on, and membership changes.
 DELTA_SELECT = "displayName,groupTypes,securityEnabled,mailEnabled,members"
 CONCURRENCY = 8

@@ -9,11 +9,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db import utcnow
 from app.errors import Conflict, NotFound
 from app.integration import repository as integ_repo
+from app.integration.triggers import queue_active
 from app.pagination import PageParams, next_cursor, paginate
-from app.runtime import Runtime
-from app.sync import repository as repo
-from app.sync import runs
-from app.sync.models import SyncChange, SyncRun
+from app.runs import queue as runs
+from app.runs import repository as runs_repo
+from app.runs.models import SyncChange, SyncRun
 from app.sync.schemas import RunOut, SyncRequest
 from app.tenants.models import Pbx
 
@@ -51,7 +51,7 @@ def run_out(run: SyncRun) -> RunOut:
 async def get_run(
     session: AsyncSession, pbx: Pbx, run_id: str, *, for_update: bool = False
 ) -> SyncRun:
-    run = await repo.get(session, run_id, for_update=for_update)
+    run = await runs_repo.get(session, run_id, for_update=for_update)
     if run is None or run.pbx_id != pbx.id:
         raise NotFound(f"No sync run {run_id}.")
     return run
@@ -60,30 +60,24 @@ async def get_run(
 async def request_sync(
     session: AsyncSession, pbx: Pbx, body: SyncRequest, trigger: str = "manual"
 ) -> tuple[SyncRun, bool]:
-    integ = await integ_repo.get(session, pbx.id, for_update=True)
-    if integ is None or integ.status != "connected":
-        code = (
-            "integration_disabled"
-            if integ is not None and integ.status == "disabled"
-            else "integration_not_connected"
-        )
-        raise Conflict("Sync needs a connected integration.", code=code)
-    active = await integ_repo.active_scopes(session, pbx.id)
-    wanted: set[str] = set(body.scopes) if body.scopes else active
-    inactive = sorted(wanted - active)
-    if inactive:
-        raise Conflict(
-            f"Not active: {', '.join(inactive)}.", code="section_not_active", scopes=inactive
-        )
-    if not wanted:
-        raise Conflict("No sync section is active.", code="nothing_to_sync")
-    return await runs.enqueue(session, pbx.id, trigger, wanted, dry_run=body.dry_run)
+    queued = await queue_active(
+        session,
+        pbx.id,
+        trigger,
+        scopes=list(body.scopes) if body.scopes else None,
+        dry_run=body.dry_run,
+        strict=True,
+    )
+    assert queued is not None  # strict: refused with a Conflict instead
+    return queued
 
 
 async def list_runs(
     session: AsyncSession, pbx: Pbx, params: PageParams
 ) -> tuple[list[RunOut], str | None]:
-    stmt = paginate(repo.runs_query(pbx.id), SyncRun.queued_at, SyncRun.id, params, descending=True)
+    stmt = paginate(
+        runs_repo.runs_query(pbx.id), SyncRun.queued_at, SyncRun.id, params, descending=True
+    )
     rows, cursor = next_cursor(list((await session.execute(stmt)).scalars()), params, "queued_at")
     return [run_out(r) for r in rows], cursor
 
@@ -92,7 +86,7 @@ async def list_changes(
     session: AsyncSession, pbx: Pbx, run_id: str, params: PageParams
 ) -> tuple[list[SyncChange], str | None]:
     await get_run(session, pbx, run_id)
-    stmt = paginate(repo.changes_query(run_id), SyncChange.id, SyncChange.id, params)
+    stmt = paginate(runs_repo.changes_query(run_id), SyncChange.id, SyncChange.id, params)
     rows = list((await session.execute(stmt)).scalars())
     if len(rows) <= params.limit:
         return rows, None
@@ -126,15 +120,22 @@ async def reject(session: AsyncSession, pbx: Pbx, run_id: str) -> RunOut:
     return run_out(run)
 
 
-async def approve(session: AsyncSession, runtime: Runtime, pbx: Pbx, run_id: str) -> RunOut:
-    """Re-plan against the directory as it is now and delete, unless the deletions grew."""
-    from app.sync.approve import approve_held
-
+async def approve(session: AsyncSession, pbx: Pbx, run_id: str) -> RunOut:
+    """The held run goes back in the queue: a worker plans again against the directory as it
+    is then and deletes what was held (`plan_stale`, deleting nothing, when that grew)."""
     run = await get_run(session, pbx, run_id, for_update=True)
     if run.status != "held":
         raise Conflict("Only a held run can be approved.", code="run_not_held")
-    await approve_held(session, runtime, run)
     integ = await integ_repo.get(session, pbx.id, for_update=True)
-    if integ is not None and integ.held_run_id == run.id:
+    if integ is None or integ.status != "connected":
+        raise Conflict(
+            "Held deletions are applied by a run: the integration must be connected.",
+            code="integration_disabled"
+            if integ is not None and integ.status == "disabled"
+            else "integration_not_connected",
+        )
+    run.held = {**(run.held or {}), "decision": "approved", "decided_at": utcnow().isoformat()}
+    await runs.requeue_approved(session, run)
+    if integ.held_run_id == run.id:
         integ.held_run_id = None
     return run_out(run)

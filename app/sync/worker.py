@@ -1,4 +1,7 @@
-"""The worker loop: claim queued runs under a lease, keep it alive, reap the runs of dead workers."""
+"""The run loop: up to WORKER_CONCURRENCY runs at once in this process, never two for one PBX,
+the PBX whose run has waited longest first; each run under a lease renewed by its heartbeat.
+Runs of dead workers are reaped (`reap`). One loop of the process's supervisor.
+"""
 
 from __future__ import annotations
 
@@ -7,26 +10,21 @@ import contextlib
 import logging
 import os
 import socket
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import session_scope, utcnow
-from app.integration.models import Integration
-from app.notifications import processing, subscriptions
-from app.notifications import repository as notifications_repo
+from app.db import session_scope, utcnow, wakeup_of
+from app.runs import queue
+from app.runs import repository as runs_repo
+from app.runs.models import SyncRun
 from app.runtime import Runtime
-from app.sync import repository as repo
-from app.sync import runs
-from app.sync.engine import RunExecutor
+from app.sync.executor import RunExecutor
 
 log = logging.getLogger("pbx_entra.worker")
-CHANGE_LOG_DAYS = 90
-PURGE_EVERY_SECONDS = 3600
+OnClaim = Callable[[AsyncSession, SyncRun], Awaitable[None]]
 
 
 class Worker:
@@ -36,144 +34,104 @@ class Worker:
         *,
         lease_seconds: float = 60,
         poll_seconds: float = 2.0,
-        subscription_check_seconds: float = 60.0,
+        concurrency: int = 1,
         name: str | None = None,
+        on_claim: list[OnClaim] | None = None,
     ) -> None:
         self.runtime = runtime
         self.lease = timedelta(seconds=lease_seconds)
         self.poll_seconds = poll_seconds
+        self.concurrency = concurrency
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
-        self._last_purge = float("-inf")
-        self.subscription_check_seconds = subscription_check_seconds
-        self._last_subscription_check = float("-inf")
+        self.on_claim = list(on_claim or [])
+        self.bell = wakeup_of(runtime.sessionmaker, queue.RUNS)
+        self.running: dict[str, asyncio.Task[str]] = {}
+        # Runs this worker finished, in order (for tests and the CLI).
+        self.finished: list[str] = []
 
     def wake(self) -> None:
-        self._wake.set()
+        self.bell.ring()
 
-    def check_subscriptions_soon(self) -> None:
-        """A sync section was turned on: create its Graph subscriptions without waiting."""
-        self._last_subscription_check = float("-inf")
-        self._wake.set()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="sync-worker")
-
-    async def stop(self) -> None:
-        self._stopping = True
-        self._wake.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _loop(self) -> None:
-        while not self._stopping:
-            # Each chore on its own: one that keeps failing must not stop the others.
-            await self._chore("reaping", self.reap)
-            if time.monotonic() - self._last_purge > PURGE_EVERY_SECONDS:
-                self._last_purge = time.monotonic()
-                await self._chore("purging the change log", self.purge)
-            await self._chore("counting notifications", self._process_notifications)
-            if time.monotonic() - self._last_subscription_check > self.subscription_check_seconds:
-                self._last_subscription_check = time.monotonic()
-                await self._chore("subscriptions", self.maintain_subscriptions)
-            await self._chore("running", self._drain)
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
-
-    async def _chore(self, what: str, step: Callable[[], Awaitable[Any]]) -> None:
+    async def loop(self) -> None:
+        """Keep the slots filled until cancelled; finished runs free their slot at once."""
         try:
-            await step()
-        except Exception:
-            log.exception("worker: %s failed", what)
+            while True:
+                await self.fill()
+                await self.bell.wait(self.poll_seconds)
+        finally:
+            for task in self.running.values():
+                task.cancel()
+            for task in list(self.running.values()):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
 
-    async def _process_notifications(self) -> None:
-        await processing.process(self.runtime)
+    async def fill(self) -> int:
+        """Claim runs for the free slots; how many were started."""
+        started = 0
+        while len(self.running) < self.concurrency:
+            run = await self._claim()
+            if run is None:
+                break
+            task = asyncio.create_task(self._execute(run), name=f"run-{run.id}")
+            self.running[run.id] = task
+            task.add_done_callback(self._done)
+            started += 1
+        return started
 
-    async def _drain(self) -> None:
-        while await self.run_once():
-            pass
+    def _done(self, task: asyncio.Task[str]) -> None:
+        for run_id, held in list(self.running.items()):
+            if held is task:
+                self.running.pop(run_id)
+        self.bell.ring()
 
     async def run_once(self) -> str | None:
-        """Claim and execute one run; its id, or None when nothing is waiting."""
-        async with session_scope(self.runtime.sessionmaker) as session:
-            run = await repo.claim_next(session, self.name, self.lease)
+        """Claim and execute one run here; its id, or None when nothing is waiting."""
+        run = await self._claim()
         if run is None:
             return None
-        if not run.dry_run and run.trigger != "cleanup":
-            # Change events counted from here on lead to a follow-up run.
-            async with session_scope(self.runtime.sessionmaker) as session:
-                await notifications_repo.reset_pending(session, run.pbx_id)
+        await self._execute(run)
+        return run.id
+
+    async def _claim(self) -> SyncRun | None:
+        async with session_scope(self.runtime.sessionmaker) as session:
+            run = await runs_repo.claim_next(session, self.name, self.lease)
+            if run is not None:
+                for hook in self.on_claim:
+                    await hook(session, run)
+        return run
+
+    async def _execute(self, run: SyncRun) -> str:
         heartbeat = asyncio.create_task(self._heartbeat(run.id))
         try:
             status = await RunExecutor(self.runtime, run).execute()
             log.info("run %s (%s) finished: %s", run.id, run.trigger, status)
         except Exception as exc:
             log.exception("run %s failed unexpectedly", run.id)
+            status = "failed"
             async with session_scope(self.runtime.sessionmaker) as session:
-                row = await repo.get(session, run.id, for_update=True)
+                row = await runs_repo.get(session, run.id, for_update=True)
                 if row is not None and row.status == "running":
                     row.status = "failed"
                     row.finished_at = utcnow()
                     row.error = {"code": "internal_error", "message": type(exc).__name__}
+                    row.locked_by = None
+                    row.locked_until = None
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
-        return run.id
+        self.finished.append(run.id)
+        return status
 
     async def _heartbeat(self, run_id: str) -> None:
         interval = self.lease.total_seconds() / 3
         while True:
             await asyncio.sleep(interval)
             async with session_scope(self.runtime.sessionmaker) as session:
-                await repo.renew_lease(session, run_id, self.name, utcnow() + self.lease)
-
-    async def maintain_subscriptions(self) -> None:
-        """Every connected PBX with user or group sync on holds live Graph subscriptions."""
-        async with session_scope(self.runtime.sessionmaker) as session:
-            connected = select(Integration.pbx_id).where(Integration.status == "connected")
-            pbx_ids = list((await session.execute(connected)).scalars())
-        for pbx_id in pbx_ids:
-            try:
-                await subscriptions.ensure(self.runtime, pbx_id)
-            except Exception:
-                log.exception("subscriptions of PBX %s", pbx_id)
-
-    async def purge(self) -> int:
-        """The change log is kept 90 days."""
-        async with session_scope(self.runtime.sessionmaker) as session:
-            removed = await repo.purge_changes(session, utcnow() - timedelta(days=CHANGE_LOG_DAYS))
-        if removed:
-            log.info("purged %d change-log rows older than %d days", removed, CHANGE_LOG_DAYS)
-        return removed
+                await runs_repo.renew_lease(session, run_id, self.name, utcnow() + self.lease)
 
     async def reap(self) -> int:
-        """Runs whose lease ran out lost their worker: mark them interrupted and queue a retry."""
+        """Runs whose lease ran out lost their worker: interrupted, and a retry queued."""
         async with session_scope(self.runtime.sessionmaker) as session:
-            dead = await repo.expired_runs(session)
-            for run in dead:
-                run.status = "interrupted"
-                run.finished_at = utcnow()
-                run.error = {
-                    "code": "worker_lost",
-                    "message": f"The worker {run.locked_by} stopped renewing its lease.",
-                }
-                run.locked_by = None
-                run.locked_until = None
-                retry, _ = await runs.enqueue(
-                    session,
-                    run.pbx_id,
-                    run.trigger,
-                    run.scopes,
-                    dry_run=run.dry_run,
-                    plan=run.plan if run.trigger == "cleanup" else None,
-                )
-                if retry.retry_of is None:
-                    retry.retry_of = run.id
-                log.warning("run %s interrupted; retried as %s", run.id, retry.id)
-        return len(dead)
+            pairs = await queue.reap(session)
+        return len(pairs)

@@ -129,7 +129,7 @@ async def test_phonebooks_contacts_and_visibility(api: Api, database_url: str) -
     # By default a phonebook is visible to nobody.
     assert (
         await api.client.get(f"/api/v1/extensions/{a['id']}/visible-phonebooks", headers=h)
-    ).json() == []
+    ).json() == {"items": [], "next_cursor": None}
     vis = await api.client.put(
         f"/api/v1/phonebooks/{book['id']}/visibility",
         json={"all": False, "extension_ids": [a["id"]], "extension_group_ids": [group["id"]]},
@@ -145,14 +145,30 @@ async def test_phonebooks_contacts_and_visibility(api: Api, database_url: str) -
         seen = (
             await api.client.get(f"/api/v1/extensions/{ext['id']}/visible-phonebooks", headers=h)
         ).json()
-        assert [x["id"] for x in seen] == ([book["id"]] if visible else []), ext["number"]
+        assert [x["id"] for x in seen["items"]] == ([book["id"]] if visible else []), ext["number"]
     await api.client.put(
         f"/api/v1/phonebooks/{book['id']}/visibility", json={"all": True}, headers=h
     )
     seen_c = (
         await api.client.get(f"/api/v1/extensions/{c['id']}/visible-phonebooks", headers=h)
     ).json()
-    assert [x["id"] for x in seen_c] == [book["id"]]
+    assert [x["id"] for x in seen_c["items"]] == [book["id"]]
+    # A page at a time: {items, next_cursor} like every list.
+    other = await api.client.post("/api/v1/phonebooks", json={"name": "Zeta"}, headers=h)
+    assert other.status_code == 201, other.text
+    await api.client.put(
+        f"/api/v1/phonebooks/{other.json()['id']}/visibility", json={"all": True}, headers=h
+    )
+    url = f"/api/v1/extensions/{c['id']}/visible-phonebooks"
+    first = (await api.client.get(url, params={"limit": 1}, headers=h)).json()
+    assert len(first["items"]) == 1 and first["next_cursor"]
+    second = (
+        await api.client.get(url, params={"limit": 1, "cursor": first["next_cursor"]}, headers=h)
+    ).json()
+    assert second["next_cursor"] is None
+    assert {first["items"][0]["id"], second["items"][0]["id"]} == {book["id"], other.json()["id"]}
+    gone = await api.client.delete(f"/api/v1/phonebooks/{other.json()['id']}", headers=h)
+    assert gone.status_code == 204
     unknown = await api.client.put(
         f"/api/v1/phonebooks/{book['id']}/visibility", json={"extension_ids": ["nope"]}, headers=h
     )

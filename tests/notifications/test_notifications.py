@@ -20,11 +20,11 @@ from sqlalchemy import func, select
 from app.config import Settings
 from app.db import session_scope, utcnow
 from app.main import create_app
-from app.notifications import processing
+from app.notifications import processing, subscriptions
 from app.notifications.models import GraphSubscription, NotificationEvent, PendingChanges
 from tests.cloud import Cloud, EntraTenant, connect
 from tests.conftest import SECRET_KEY, Api, ServedApp, free_port
-from tests.sync.helpers import Scenario
+from tests.sync.helpers import Scenario, scenario
 from tests.sync.test_user_rules import new_user
 
 
@@ -107,9 +107,10 @@ async def served(
 async def _subscribed(sv: Served) -> list[dict[str, Any]]:
     await sv.s.put_rules("user-sync", {"enabled": True})
     await sv.s.run_worker()
-    await sv.s.api.app.state.worker.maintain_subscriptions()
-    subs = (await sv.s.api.client.get("/api/v1/integration/subscriptions", headers=sv.s.h)).json()
-    return list(subs)
+    await subscriptions.maintain(sv.s.api.app.state.runtime)
+    page = (await sv.s.api.client.get("/api/v1/integration/subscriptions", headers=sv.s.h)).json()
+    assert page["next_cursor"] is None
+    return list(page["items"])
 
 
 async def test_handshake_and_forged_client_state(served: Served) -> None:
@@ -188,8 +189,10 @@ async def test_lost_subscription_is_recreated_with_a_resync(served: Served) -> N
         row = await session.get(GraphSubscription, users_sub["id"])
         assert row is not None
         row.expires_at = utcnow() + timedelta(hours=1)
-    await s.api.app.state.worker.maintain_subscriptions()
-    now_subs = (await s.api.client.get("/api/v1/integration/subscriptions", headers=s.h)).json()
+    await subscriptions.maintain(s.api.app.state.runtime)
+    now_subs = (await s.api.client.get("/api/v1/integration/subscriptions", headers=s.h)).json()[
+        "items"
+    ]
     assert users_sub["id"] not in {x["id"] for x in now_subs} and len(now_subs) == 2
     [run] = await s.run_worker()
     assert run["trigger"] == "resync"
@@ -212,7 +215,10 @@ async def test_disable_deletes_the_subscriptions(served: Served) -> None:
     s = served.s
     await _subscribed(served)
     await s.api.client.post("/api/v1/integration/disable", json={}, headers=s.h)
-    assert (await s.api.client.get("/api/v1/integration/subscriptions", headers=s.h)).json() == []
+    assert (await s.api.client.get("/api/v1/integration/subscriptions", headers=s.h)).json() == {
+        "items": [],
+        "next_cursor": None,
+    }
     assert s.cloud.control.get("/subscriptions", params={"tenant_id": s.tid}).json()["value"] == []
 
 
@@ -261,7 +267,7 @@ async def test_subscriptions_are_renewed_before_they_expire(served: Served) -> N
         assert row is not None
         row.expires_at = soon
     s.cloud.clear_requests()
-    await s.api.app.state.worker.maintain_subscriptions()
+    await subscriptions.maintain(served.runtime)
     patches = [r for r in s.cloud.requests("/v1.0/subscriptions") if r["method"] == "PATCH"]
     assert [r["path"] for r in patches] == [f"/v1.0/subscriptions/{users_sub['id']}"]
     assert not [r for r in s.cloud.requests("/v1.0/subscriptions") if r["method"] == "POST"]
@@ -275,7 +281,7 @@ async def test_subscriptions_are_renewed_before_they_expire(served: Served) -> N
     graph_expiry = datetime.fromisoformat(at_graph["expirationDateTime"].replace("Z", "+00:00"))
     assert abs(graph_expiry - renewed_until) < timedelta(seconds=2)
     now_subs = (await s.api.client.get("/api/v1/integration/subscriptions", headers=s.h)).json()
-    assert {x["id"] for x in now_subs} == {x["id"] for x in subs}
+    assert {x["id"] for x in now_subs["items"]} == {x["id"] for x in subs}
     assert await s.run_worker() == []  # a renewal leaves no gap: no resync
 
 
@@ -303,8 +309,66 @@ async def test_http_base_url_shows_notifications_unavailable(sync_api: Api, clou
 
     s = await scenario(sync_api, cloud, users=0, groups=0, seed=1)
     await s.put_rules("user-sync", {"enabled": True})
-    await s.api.app.state.worker.maintain_subscriptions()
+    await subscriptions.maintain(s.api.app.state.runtime)
     body = (await s.api.client.get("/api/v1/integration", headers=s.h)).json()
     [warning] = [w for w in body["warnings"] if w["code"] == "notifications_unavailable"]
     assert "schedule" in warning["message"]
-    assert (await s.api.client.get("/api/v1/integration/subscriptions", headers=s.h)).json() == []
+    assert (await s.api.client.get("/api/v1/integration/subscriptions", headers=s.h)).json() == {
+        "items": [],
+        "next_cursor": None,
+    }
+
+
+async def _metric(api: Api, name: str, labels: str) -> float:
+    text = (await api.client.get("/metrics")).text
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{{labels}}}"):
+            return float(line.split()[-1])
+    return 0.0
+
+
+async def test_only_events_that_can_concern_the_pbx_count(sync_api: Api, cloud: Cloud) -> None:
+    from tests.sync.test_group_sync import new_group
+    from tests.sync.test_user_rules import new_user
+
+    s = await scenario(sync_api, cloud, users=0, groups=0, seed=3)
+    inside = new_user(s, "inside")
+    outside = new_user(s, "outside")
+    sales = new_group(s, "Sales", members=[inside])
+    other = new_group(s, "Other", members=[outside])
+    await s.put_rules(
+        "user-sync", {"enabled": True, "range": {"mode": "groups", "group_ids": [sales]}}
+    )
+    await s.run_worker()
+    assert set(await s.synced()) == {inside}
+    runtime = s.api.app.state.runtime
+    dropped_users = await _metric(s.api, "pbx_entra_change_events_dropped_total", 'kind="users"')
+    dropped_groups = await _metric(s.api, "pbx_entra_change_events_dropped_total", 'kind="groups"')
+    async with session_scope(runtime.sessionmaker) as session:
+        for resource in (
+            f"Users/{inside}",  # synced: counts
+            f"Users/{outside}",  # neither synced, failing nor able to enter a group range
+            f"Groups/{sales}",  # named by the user range: counts
+            f"Groups/{other}",  # not synced, not in any range
+        ):
+            session.add(
+                NotificationEvent(
+                    pbx_id=s.pbx["id"],
+                    subscription_id="sub",
+                    change_type="updated",
+                    resource=resource,
+                    received_at=utcnow(),
+                )
+            )
+    await processing.process(runtime)
+    async with session_scope(runtime.sessionmaker) as session:
+        pending = await session.get(PendingChanges, s.pbx["id"])
+        assert pending is not None and pending.count == 2
+    assert (
+        await _metric(s.api, "pbx_entra_change_events_dropped_total", 'kind="users"')
+        == dropped_users + 1
+    )
+    assert (
+        await _metric(s.api, "pbx_entra_change_events_dropped_total", 'kind="groups"')
+        == dropped_groups + 1
+    )

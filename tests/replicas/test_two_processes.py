@@ -4,6 +4,7 @@ and a run whose process is killed is taken over by the other."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import subprocess
@@ -20,7 +21,7 @@ from sqlalchemy import func, select
 from app.db import create_engine, session_scope, sessionmaker, utcnow
 from app.notifications.models import GraphSubscription, PendingChanges
 from app.notifications.webhooks import client_state_hash
-from app.sync.models import SyncRun
+from app.runs.models import SyncRun
 from tests.cloud import Cloud, connect
 from tests.conftest import ADMIN_KEY, SECRET_KEY, Api, free_port
 
@@ -264,3 +265,67 @@ async def test_a_killed_replica_s_run_is_taken_over(
         await api.client.get("/api/v1/extensions", params={"managed_by": "entra"}, headers=h)
     ).json()["items"]
     assert len(extensions) >= 4
+
+
+async def test_two_processes_run_concurrently_fairly_one_per_pbx(
+    api: Api, cloud: Cloud, database_url: str
+) -> None:
+    """Six PBXes' initial runs wait (no worker yet), plus a dry run of the first PBX; two
+    processes with two slots each then take the four that waited longest at once, never two
+    of one PBX, and every run exactly once."""
+    pbx_ids = []
+    for i in range(6):
+        tenant = cloud.tenant(users=3, groups=0, seed=20 + i)
+        pbx, h = await api.new_pbx()
+        await connect(api, cloud, tenant, h)
+        resp = await api.client.put(
+            "/api/v1/integration/user-sync", json={"enabled": True}, headers=h
+        )
+        assert resp.status_code == 200
+        pbx_ids.append(pbx["id"])
+        if i == 0:
+            first_h = h
+    dry = await api.client.post("/api/v1/integration/sync", json={"dry_run": True}, headers=first_h)
+    assert dry.status_code == 202
+    # Every run reads Graph slowly: they overlap, and the order they start in shows.
+    cloud.control.post(
+        "/faults", json={"action": "latency", "latency_ms": 600, "path": r"^/v1\.0/users"}
+    ).raise_for_status()
+    started = [
+        Replica(database_url, cloud, WORKER_CONCURRENCY="2"),
+        Replica(database_url, cloud, WORKER_CONCURRENCY="2"),
+    ]
+    engine = create_engine(database_url)
+    maker = sessionmaker(engine)
+    try:
+        for r in started:
+            r.wait_ready()
+        every = select(SyncRun).where(SyncRun.pbx_id.in_(pbx_ids))
+
+        async def all_done() -> bool:
+            async with session_scope(maker) as session:
+                rows = list((await session.execute(every)).scalars())
+            return len(rows) == 7 and all(r.status in ("succeeded", "partial") for r in rows)
+
+        await _wait(all_done, 60, "the runs did not all finish")
+        async with session_scope(maker) as session:
+            rows = list((await session.execute(every)).scalars())
+    finally:
+        cloud.control.delete("/faults")
+        for r in started:
+            r.stop()
+        await engine.dispose()
+    assert all(r.retry_of is None for r in rows)  # none lost, none run twice
+    by_queue = sorted(rows, key=lambda r: (r.queued_at, r.id))
+    by_start = sorted(rows, key=lambda r: r.started_at)
+    # The four slots went to the four runs that had waited longest.
+    assert {r.id for r in by_start[:4]} == {r.id for r in by_queue[:4]}
+    # Four at once: each of the first four started before any run finished.
+    first_finish = min(r.finished_at for r in rows)
+    assert all(r.started_at < first_finish for r in by_start[:4])
+    # Never two runs of one PBX at the same time (the dry run waited for the initial one).
+    for pbx_id in pbx_ids:
+        mine = sorted((r for r in rows if r.pbx_id == pbx_id), key=lambda r: r.started_at)
+        for a, b in itertools.pairwise(mine):
+            assert a.finished_at <= b.started_at
+    assert len({r.pbx_id for r in rows if r.dry_run}) == 1

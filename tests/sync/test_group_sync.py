@@ -306,21 +306,22 @@ async def test_deletion_guard_and_dry_run(sync_api: Api, cloud: Cloud) -> None:
     integ = (await s.api.client.get("/api/v1/integration", headers=s.h)).json()
     assert integ["held_run_id"] == held["id"]
 
-    # A third deletion since: approving is refused as stale.
+    # A third deletion since: the approved run ends failed with plan_stale, deleting nothing.
     s.control("DELETE", f"/groups/{ids[2]}")
     stale = await s.api.client.post(f"/api/v1/sync-runs/{held['id']}/approve", headers=s.h)
-    assert stale.status_code == 409 and stale.json()["code"] == "plan_stale"
-    rejected = await s.api.client.post(f"/api/v1/sync-runs/{held['id']}/reject", headers=s.h)
-    assert rejected.status_code == 200
+    assert stale.status_code == 202 and stale.json()["status"] == "queued"
+    [failed] = await s.run_worker()
+    assert failed["status"] == "failed" and failed["error"]["code"] == "plan_stale"
+    assert {"G0", "G1", "G2"} <= set(await groups(s))
 
     # The next run holds all three; approving deletes exactly those.
     held2 = await s.sync(scopes=["groups"])
     assert held2["status"] == "held" and len(held2["held"]["extension_groups"]) == 3
     approved = await s.api.client.post(f"/api/v1/sync-runs/{held2['id']}/approve", headers=s.h)
-    assert approved.status_code == 200, approved.text
-    assert (
-        approved.json()["held"]["deleted_groups"] == 3 and approved.json()["groups"]["deleted"] == 3
-    )
+    assert approved.status_code == 202, approved.text
+    [done] = await s.run_worker()
+    assert done["id"] == held2["id"] and done["status"] == "succeeded"
+    assert done["held"]["deleted_groups"] == 3 and done["groups"]["deleted"] == 3
     assert not {"G0", "G1", "G2"} & set(await groups(s))
 
 

@@ -9,9 +9,13 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Message
+from sqlalchemy import select
 
-from app.db import session_scope
-from app.sync import repository as sync_repo
+from app.db import session_scope, utcnow
+from app.runs import queue as runs_queue
+from app.runs import repository as runs_repo
+from app.runs.models import Outbox
+from app.runs.outbox import send_pending
 from app.sync.worker import Worker
 from tests.cloud import Cloud
 from tests.conftest import Api
@@ -96,7 +100,7 @@ async def test_crash_during_apply_leaves_no_half_state(
         raise RuntimeError("power cut")
 
     # The delta link is saved last in the apply transaction: failing there rolls back the rest.
-    monkeypatch.setattr(sync_repo, "save_delta_link", boom)
+    monkeypatch.setattr(runs_repo, "save_delta_link", boom)
     [run] = await s.run_worker()
     assert run["status"] == "failed" and run["error"]["code"] == "internal_error"
     assert await s.extensions() == []
@@ -113,7 +117,7 @@ async def test_a_dead_worker_run_is_interrupted_and_retried(sync_api: Api, cloud
     runtime = s.api.app.state.runtime
     # A worker claims the run and dies before its first heartbeat.
     async with session_scope(runtime.sessionmaker) as session:
-        claimed = await sync_repo.claim_next(session, "dead-worker", timedelta(seconds=0.2))
+        claimed = await runs_repo.claim_next(session, "dead-worker", timedelta(seconds=0.2))
     assert claimed is not None
     await asyncio.sleep(0.3)
     survivor = Worker(runtime, name="survivor")
@@ -219,8 +223,11 @@ async def test_welcome_emails_sent_once_after_commit(
         resend = await s.api.client.post(
             f"/api/v1/extensions/{synced[with_mail]['id']}/welcome-email", headers=s.h
         )
-        assert resend.status_code == 200 and resend.json()["welcome_email"]["status"] == "sent"
+        # Queued; the outbox sends it once the request committed.
+        assert resend.status_code == 200 and resend.json()["welcome_email"]["status"] == "pending"
+        assert await send_pending(s.api.app.state.runtime) == 1
         assert len(received) == count + 1
+        assert (await s.synced())[with_mail]["welcome_email"]["status"] == "sent"
     finally:
         controller.stop()
 
@@ -251,7 +258,7 @@ async def test_unreachable_mail_server_marks_the_email_failed_after_retries(
     app_factory: Any, cloud: Cloud, database_url: str
 ) -> None:
     from app.db import create_engine
-    from app.sync.mail import send_pending
+    from app.runs.outbox import send_pending
     from tests.conftest import _truncate, free_port
 
     engine = create_engine(database_url)
@@ -267,9 +274,30 @@ async def test_unreachable_mail_server_marks_the_email_failed_after_retries(
     assert run["status"] in ("succeeded", "partial")  # mail trouble never fails a run
     assert (await s.synced())[uid]["welcome_email"]["status"] == "pending"
     runtime = api.app.state.runtime
-    assert await send_pending(runtime) == 0
-    assert await send_pending(runtime) == 0
-    assert (await s.synced())[uid]["welcome_email"]["status"] == "failed"
+    # Retried with backoff (the clock handed in, no waiting): not yet due, then due again.
+    start = utcnow()
+    assert await send_pending(runtime, now=start) == 0
+    async with session_scope(runtime.sessionmaker) as session:
+        ext_id = (await s.synced())[uid]["id"]
+        [row] = (
+            (await session.execute(select(Outbox).where(Outbox.extension_id == ext_id)))
+            .scalars()
+            .all()
+        )
+        assert row.status == "pending" and row.attempts >= 1 and row.next_attempt_at is not None
+        attempts, due = row.attempts, row.next_attempt_at
+    assert await send_pending(runtime, now=due - timedelta(seconds=1)) == 0
+    async with session_scope(runtime.sessionmaker) as session:
+        assert (await session.get(Outbox, row.id)).attempts == attempts  # not due: not tried
+    assert (await s.synced())[uid]["welcome_email"]["status"] == "pending"
+    # Past the give-up time: failed, with the mail server's answer.
+    later = start + timedelta(seconds=runtime.settings.welcome_email_give_up_seconds + 1)
+    assert await send_pending(runtime, now=later) == 0
+    mail = (await s.synced())[uid]["welcome_email"]
+    assert mail["status"] == "failed" and "onnect" in (mail["error"] or "")
+    async with session_scope(runtime.sessionmaker) as session:
+        failed = await session.get(Outbox, row.id)
+        assert failed.status == "failed" and failed.last_error == mail["error"]
 
 
 async def test_run_history_is_newest_first_and_paginated(sync_api: Api, cloud: Cloud) -> None:
@@ -296,7 +324,7 @@ async def test_change_log_is_kept_90_days(sync_api: Api, cloud: Cloud) -> None:
     from sqlalchemy import func, select, update
 
     from app.db import utcnow
-    from app.sync.models import SyncChange
+    from app.runs.models import SyncChange
 
     s = await scenario(sync_api, cloud, users=3, groups=0, seed=5)
     await s.put_rules("user-sync", {"enabled": True})
@@ -313,7 +341,8 @@ async def test_change_log_is_kept_90_days(sync_api: Api, cloud: Cloud) -> None:
         await session.execute(
             update(SyncChange).where(SyncChange.id == ids[0]).values(created_at=old)
         )
-    assert await Worker(runtime).purge() == 1
+    async with session_scope(runtime.sessionmaker) as session:
+        assert await runs_queue.purge(session) == 1
     async with session_scope(runtime.sessionmaker) as session:
         left = (await session.execute(select(func.count()).select_from(SyncChange))).scalar_one()
     assert left == len(ids) - 1
@@ -341,3 +370,37 @@ async def test_a_taken_number_is_retried_once_it_is_free(sync_api: Api, cloud: C
     again = await s.sync()
     assert again["users"]["created"] == 1 and (await s.synced())[uid]["number"] == "321"
     assert any(r["path"].endswith("/$batch") for r in s.cloud.requests("/v1.0/"))
+
+
+async def test_every_run_lists_the_failures_still_outstanding(sync_api: Api, cloud: Cloud) -> None:
+    """7 users, 3 cannot get their number; one number is freed: the next (incremental) run
+    still lists the other two, which it did not read again, and stays partial."""
+    s = await scenario(sync_api, cloud, users=0, groups=0, seed=1)
+    uids = [new_user(s, f"p{i}", businessPhones=[f"+1 425 555 0100 x{400 + i}"]) for i in range(7)]
+    desks = []
+    for i in range(3):
+        desk = await s.api.client.post(
+            "/api/v1/extensions", json={"number": f"{400 + i}", "first_name": "Desk"}, headers=s.h
+        )
+        desks.append(desk.json())
+    await s.put_rules(
+        "user-sync", {"enabled": True, "number": {"mode": "property", "property": "businessPhones"}}
+    )
+    [first] = await s.run_worker()
+    assert first["status"] == "partial"
+    failing = {f["source_id"]: f for f in first["failures"]}
+    assert set(failing) == set(uids[:3])
+    assert all(f["first_failed_at"] for f in failing.values())
+    await s.api.client.delete(f"/api/v1/extensions/{desks[0]['id']}", headers=s.h)
+    again = await s.sync()
+    assert again["users"]["created"] == 1 and uids[0] in await s.synced()
+    # Not re-read, still failing: listed, with the time they first failed, and partial.
+    assert again["status"] == "partial"
+    still = {f["source_id"]: f for f in again["failures"]}
+    assert set(still) == set(uids[1:3])
+    for uid in uids[1:3]:
+        assert still[uid]["first_failed_at"] == failing[uid]["first_failed_at"]
+        assert still[uid]["code"] == "extension_number_taken" and still[uid]["display_name"]
+    assert again["users"]["failed"] == 2
+    summary = (await s.api.client.get("/api/v1/integration/user-sync", headers=s.h)).json()
+    assert summary["summary"]["failed"] == 2 == len(again["failures"])

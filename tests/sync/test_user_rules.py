@@ -273,17 +273,32 @@ async def test_deletion_guard_holds_then_approve_or_reject(sync_api: Api, cloud:
     integ = (await s.api.client.get("/api/v1/integration", headers=s.h)).json()
     assert integ["held_run_id"] == held["id"]
 
-    # Deletions grew since: approving is refused as stale.
+    # Approving puts the held run back in the queue; deletions grew since: the worker's run
+    # ends failed with plan_stale and deletes nothing.
     s.control("DELETE", f"/users/{ids[3]}")
     stale = await s.api.client.post(f"/api/v1/sync-runs/{held['id']}/approve", headers=s.h)
-    assert stale.status_code == 409 and stale.json()["code"] == "plan_stale"
-    rejected = await s.api.client.post(f"/api/v1/sync-runs/{held['id']}/reject", headers=s.h)
+    assert stale.status_code == 202, stale.text
+    assert stale.json()["status"] == "queued" and stale.json()["held"]["decision"] == "approved"
+    assert (await s.api.client.get("/api/v1/integration", headers=s.h)).json()[
+        "held_run_id"
+    ] is None
+    [failed] = await s.run_worker()
+    assert failed["id"] == held["id"] and failed["status"] == "failed"
+    assert failed["error"]["code"] == "plan_stale"
+    still = await s.synced()
+    assert all(uid in still for uid in ids)  # nothing deleted
+
+    # Rejecting drops the deletions.
+    held1 = await s.sync()
+    assert held1["status"] == "held" and len(held1["held"]["extensions"]) == 4
+    rejected = await s.api.client.post(f"/api/v1/sync-runs/{held1['id']}/reject", headers=s.h)
     assert rejected.status_code == 200 and rejected.json()["held"]["decision"] == "rejected"
     assert (await s.api.client.get("/api/v1/integration", headers=s.h)).json()[
         "held_run_id"
     ] is None
 
-    # A newer held run replaces an older one; approving deletes exactly what was held.
+    # A newer held run replaces an older one; a run already waiting folds into the approved
+    # one; the worker deletes exactly what was held.
     s.control(
         "POST",
         "/users",
@@ -291,8 +306,17 @@ async def test_deletion_guard_holds_then_approve_or_reject(sync_api: Api, cloud:
     )
     held2 = await s.sync()
     assert held2["status"] == "held" and len(held2["held"]["extensions"]) == 4
+    waiting = await s.api.client.post("/api/v1/integration/sync", json={}, headers=s.h)
+    assert waiting.status_code == 202
     approved = await s.api.client.post(f"/api/v1/sync-runs/{held2['id']}/approve", headers=s.h)
-    assert approved.status_code == 200 and approved.json()["status"] == "succeeded"
+    assert approved.status_code == 202 and approved.json()["status"] == "queued"
+    folded = await s.run(waiting.json()["id"])
+    assert folded["status"] == "cancelled" and folded["error"]["code"] == "folded"
+    assert folded["error"]["run_id"] == held2["id"]
+    [done] = await s.run_worker()
+    assert done["id"] == held2["id"] and done["status"] == "succeeded"
+    assert done["held"]["decision"] == "approved" and done["held"]["deleted"] == 4
+    assert done["users"]["deleted"] == 4
     assert not set(ids) & set(await s.synced())
     again = await s.api.client.post(f"/api/v1/sync-runs/{held2['id']}/approve", headers=s.h)
     assert again.status_code == 409

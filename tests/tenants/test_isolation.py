@@ -111,7 +111,7 @@ async def test_sync_runs_of_another_pbx_are_not_found(
     api: Api, database_url: str, method: str, suffix: str
 ) -> None:
     from app.db import create_engine, sessionmaker
-    from app.sync.models import SyncRun
+    from app.runs.models import SyncRun
 
     owner, _ = await api.new_pbx()
     _, intruder = await api.new_pbx()

@@ -1,16 +1,17 @@
-"""Every query on runs, their change log and failures."""
+"""Every query on runs, their change log, failures and delta links."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, delete, insert, select, update
+from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import rowcount, table_of, utcnow
-from app.sync.models import DeltaLink, SyncChange, SyncFailure, SyncRun
+from app.directory.models import Extension
+from app.runs.models import DeltaLink, Outbox, SyncChange, SyncFailure, SyncRun
 
 
 async def get(session: AsyncSession, run_id: str, *, for_update: bool = False) -> SyncRun | None:
@@ -64,6 +65,76 @@ async def expired_runs(session: AsyncSession) -> list[SyncRun]:
     return list((await session.execute(stmt)).scalars())
 
 
+async def by_idempotency_key(session: AsyncSession, key: str) -> SyncRun | None:
+    stmt = select(SyncRun).where(SyncRun.idempotency_key == key)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def queued_run(session: AsyncSession, pbx_id: str) -> SyncRun | None:
+    """The real run waiting for the PBX (locked), which later triggers fold into."""
+    stmt = (
+        select(SyncRun)
+        .where(
+            SyncRun.pbx_id == pbx_id,
+            SyncRun.status == "queued",
+            SyncRun.dry_run.is_(False),
+            SyncRun.trigger != "cleanup",
+        )
+        .with_for_update()
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def cancel_runs(session: AsyncSession, pbx_id: str, statuses: tuple[str, ...]) -> int:
+    result = await session.execute(
+        update(SyncRun)
+        .where(SyncRun.pbx_id == pbx_id, SyncRun.status.in_(statuses), SyncRun.trigger != "cleanup")
+        .values(status="cancelled", finished_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return rowcount(result)
+
+
+async def latest(session: AsyncSession, pbx_id: str) -> SyncRun | None:
+    stmt = (
+        select(SyncRun)
+        .where(SyncRun.pbx_id == pbx_id, SyncRun.dry_run.is_(False))
+        .order_by(SyncRun.queued_at.desc(), SyncRun.id.desc())
+        .limit(1)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def last_finished_id(session: AsyncSession, pbx_id: str) -> str | None:
+    stmt = (
+        select(SyncRun.id)
+        .where(
+            SyncRun.pbx_id == pbx_id,
+            SyncRun.dry_run.is_(False),
+            SyncRun.finished_at.is_not(None),
+        )
+        .order_by(SyncRun.finished_at.desc())
+        .limit(1)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def count_failures(session: AsyncSession, pbx_id: str, scope: str) -> int:
+    stmt = (
+        select(func.count())
+        .select_from(SyncFailure)
+        .where(SyncFailure.pbx_id == pbx_id, SyncFailure.scope == scope)
+    )
+    return int((await session.execute(stmt)).scalar_one())
+
+
+async def failed_entra_ids(session: AsyncSession, pbx_id: str, scope: str) -> set[str]:
+    stmt = select(SyncFailure.entra_id).where(
+        SyncFailure.pbx_id == pbx_id, SyncFailure.scope == scope
+    )
+    return {str(i) for i in (await session.execute(stmt)).scalars()}
+
+
 def runs_query(pbx_id: str) -> Select[SyncRun]:
     return select(SyncRun).where(SyncRun.pbx_id == pbx_id)
 
@@ -82,6 +153,19 @@ async def purge_changes(session: AsyncSession, older_than: datetime) -> int:
     return rowcount(result)
 
 
+async def outstanding(
+    session: AsyncSession, pbx_id: str, scopes: list[str], limit: int
+) -> list[SyncFailure]:
+    """The failures still outstanding for these scopes, oldest first."""
+    stmt = (
+        select(SyncFailure)
+        .where(SyncFailure.pbx_id == pbx_id, SyncFailure.scope.in_(scopes))
+        .order_by(SyncFailure.scope, SyncFailure.failed_at, SyncFailure.entra_id)
+        .limit(limit)
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
 async def failures(session: AsyncSession, pbx_id: str, scope: str) -> dict[str, SyncFailure]:
     stmt = select(SyncFailure).where(SyncFailure.pbx_id == pbx_id, SyncFailure.scope == scope)
     return {f.entra_id: f for f in (await session.execute(stmt)).scalars()}
@@ -96,10 +180,22 @@ async def replace_failures(
     known: set[str] | None = None,
 ) -> None:
     """Drop the failures of objects that were settled this run, then record the new ones.
-    `known`: the ids that had failures before (only those can need a delete)."""
+    `known`: the ids that had failures before (only those can need a delete). An object that
+    keeps failing keeps the time it first failed."""
     ids = clear | {r["entra_id"] for r in rows}
     if known is not None:
         ids &= known
+    again = sorted({r["entra_id"] for r in rows} & ids)
+    since: dict[str, datetime] = {}
+    for chunk in _chunks(again, 500):
+        stmt = select(SyncFailure.entra_id, SyncFailure.failed_at).where(
+            SyncFailure.pbx_id == pbx_id,
+            SyncFailure.scope == scope,
+            SyncFailure.entra_id.in_(chunk),
+        )
+        since.update({str(i): at for i, at in await session.execute(stmt)})
+    if since:
+        rows = [{**r, "failed_at": since.get(r["entra_id"], r["failed_at"])} for r in rows]
     for chunk in _chunks(sorted(ids), 500):
         await session.execute(
             delete(SyncFailure).where(
@@ -141,3 +237,25 @@ async def drop_delta_links(session: AsyncSession, pbx_id: str, prefix: str) -> N
 
 def _chunks(items: list[str], size: int) -> list[list[str]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+async def due_outbox(
+    session: AsyncSession, kind: str, now: datetime, pbx_id: str | None = None
+) -> list[Outbox]:
+    stmt = select(Outbox).where(
+        Outbox.status == "pending",
+        Outbox.kind == kind,
+        (Outbox.next_attempt_at.is_(None)) | (Outbox.next_attempt_at <= now),
+    )
+    if pbx_id:
+        stmt = stmt.where(Outbox.pbx_id == pbx_id)
+    return list((await session.execute(stmt.order_by(Outbox.created_at))).scalars())
+
+
+async def outbox_item(
+    session: AsyncSession, item_id: str
+) -> tuple[Outbox | None, Extension | None]:
+    """The outbox row (locked) and its extension."""
+    row = await session.get(Outbox, item_id, with_for_update=True)
+    ext = await session.get(Extension, row.extension_id) if row and row.extension_id else None
+    return row, ext

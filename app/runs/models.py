@@ -11,6 +11,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.db import Base, IdMixin, utcnow
 
 ACTIVE_STATUSES = ("queued", "running")
+# The delta_links row holding the groups nested in each in-range group (JSON).
+GROUP_NESTING = "groups:nesting"
 
 
 class SyncRun(IdMixin, Base):
@@ -89,9 +91,11 @@ class SyncFailure(Base):
     entra_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     code: Mapped[str] = mapped_column(String(48))
     message: Mapped[str] = mapped_column(Text)
+    display_name: Mapped[str | None] = mapped_column(String(400))
     # The number or email address that was taken: a retry is worth it once it is free.
     conflict: Mapped[str | None] = mapped_column(String(320))
     run_id: Mapped[str | None] = mapped_column(String(36))
+    # Since when the object has been failing (kept while it keeps failing, whatever the code).
     failed_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -124,5 +128,7 @@ class Outbox(IdMixin, Base):
     status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # Not before this time (retries back off); None: at once.
+    next_attempt_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]

@@ -1,22 +1,26 @@
-"""Welcome emails: sent from the outbox after the apply committed, at most once per extension."""
+"""Welcome emails: sent from the outbox after the apply committed, at most once per extension,
+retried with backoff until they go through or are given up."""
 
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta
 from email.message import EmailMessage
-from typing import Any
 from urllib.parse import unquote, urlparse
 
 import aiosmtplib
-from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import session_scope, utcnow
+from app.db import new_id, ring_after_commit, session_scope, utcnow
 from app.directory.models import Extension
+from app.runs import repository as runs_repo
+from app.runs.models import Outbox
 from app.runtime import Runtime
-from app.sync.models import Outbox
 
 log = logging.getLogger("pbx_entra.mail")
-MAX_ATTEMPTS = 3
+OUTBOX = "outbox"  # the doorbell of the outbox loop
+RETRY_FIRST = timedelta(seconds=30)
+RETRY_MAX = timedelta(hours=1)
 
 
 def welcome_message(ext: Extension, sender: str) -> EmailMessage:
@@ -47,21 +51,34 @@ async def _send(runtime: Runtime, message: EmailMessage) -> None:
     )
 
 
-async def send_pending(runtime: Runtime, pbx_id: str | None = None) -> int:
-    """Send what the outbox holds; returns how many were sent. Failures never fail a run."""
+def _error_text(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}"[:500] if text else type(exc).__name__
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """Backoff after the n-th failed attempt: 30 s, 1 min, 2 min, … at most an hour."""
+    delay: timedelta = RETRY_FIRST * (2 ** max(0, attempts - 1))
+    return min(delay, RETRY_MAX)
+
+
+async def send_pending(
+    runtime: Runtime, pbx_id: str | None = None, *, now: datetime | None = None
+) -> int:
+    """Send what the outbox holds and is due; returns how many were sent. A failed send is
+    retried with backoff, and given up after WELCOME_EMAIL_GIVE_UP_SECONDS (status `failed`,
+    with the mail server's answer). Failures never fail a run."""
     if runtime.settings.smtp_url is None:
         return 0
+    now = now or utcnow()
+    give_up = timedelta(seconds=runtime.settings.welcome_email_give_up_seconds)
     sender = runtime.settings.mail_from or "pbx@localhost"
     sent = 0
     async with session_scope(runtime.sessionmaker) as session:
-        stmt = select(Outbox).where(Outbox.status == "pending", Outbox.kind == "welcome_email")
-        if pbx_id:
-            stmt = stmt.where(Outbox.pbx_id == pbx_id)
-        items = list((await session.execute(stmt.order_by(Outbox.created_at))).scalars())
+        items = await runs_repo.due_outbox(session, "welcome_email", now, pbx_id)
     for item in items:
         async with session_scope(runtime.sessionmaker) as session:
-            row = await session.get(Outbox, item.id, with_for_update=True)
-            ext = await session.get(Extension, item.extension_id) if item.extension_id else None
+            row, ext = await runs_repo.outbox_item(session, item.id)
             if row is None or row.status != "pending":
                 continue
             if ext is None:
@@ -71,27 +88,29 @@ async def send_pending(runtime: Runtime, pbx_id: str | None = None) -> int:
             try:
                 await _send(runtime, welcome_message(ext, sender))
             except (aiosmtplib.SMTPException, OSError) as exc:
-                row.last_error = type(exc).__name__
+                row.last_error = _error_text(exc)
                 log.warning(
                     "welcome email to extension %s failed: %s", ext.number, type(exc).__name__
                 )
-                if row.attempts >= MAX_ATTEMPTS:
+                if now - row.created_at >= give_up:
                     row.status = "failed"
                     ext.welcome_email_status = "failed"
-                    ext.welcome_email_at = utcnow()
+                    ext.welcome_email_at = now
+                    ext.welcome_email_error = row.last_error
+                else:
+                    row.next_attempt_at = now + retry_delay(row.attempts)
                 continue
             row.status = "sent"
             row.sent_at = utcnow()
             ext.welcome_email_status = "sent"
             ext.welcome_email_at = row.sent_at
+            ext.welcome_email_error = None
             sent += 1
     return sent
 
 
-async def queue_welcome(session: Any, extension: Extension) -> None:
-    """Queue a (re)send of one extension's welcome email."""
-    from app.db import new_id
-
+async def queue_welcome(session: AsyncSession, extension: Extension) -> None:
+    """Queue a (re)send of one extension's welcome email; sent after the commit."""
     session.add(
         Outbox(
             id=new_id(),
@@ -101,8 +120,11 @@ async def queue_welcome(session: Any, extension: Extension) -> None:
             payload={},
             status="pending",
             attempts=0,
+            created_at=utcnow(),
         )
     )
     extension.welcome_email_status = "pending"
     extension.welcome_email_at = None
+    extension.welcome_email_error = None
     await session.flush()
+    ring_after_commit(session, OUTBOX)
