@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.db_errors import conflict_of
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger("pbx_entra.errors")
@@ -71,7 +75,15 @@ class Unprocessable(ProblemError):
     title = "Unprocessable content"
 
 
-def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JSONResponse:
+def problem(
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    *,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
     body = {
         "type": f"https://pbx-entra.dev/problems/{code}",
         "title": title,
@@ -80,8 +92,10 @@ def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JS
         "code": code,
         **extra,
     }
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    headers = dict(headers or {})
+    if status == 401:
+        headers.setdefault("WWW-Authenticate", "Bearer")
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers or None)
 
 
 _HTTP_CODES = {
@@ -91,6 +105,26 @@ _HTTP_CODES = {
     413: ("payload_too_large", "Payload too large"),
     415: ("unsupported_media_type", "Unsupported media type"),
 }
+
+
+def _method_table(app: Any) -> list[tuple[re.Pattern[str], set[str]]]:
+    table: list[tuple[re.Pattern[str], set[str]]] | None = getattr(app.state, "_methods", None)
+    if table is None:
+        table = []
+        for template, operations in app.openapi().get("paths", {}).items():
+            pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+            table.append((re.compile(f"^{pattern}$"), {m.upper() for m in operations}))
+        app.state._methods = table
+    return table
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the API answers on this path (a path has one route per method)."""
+    methods: set[str] = set()
+    for pattern, found in _method_table(request.app):
+        if pattern.match(request.url.path):
+            methods |= found
+    return sorted(methods)
 
 
 def install(app: FastAPI) -> None:
@@ -113,10 +147,27 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "HTTP error"))
         detail = exc.detail if isinstance(exc.detail, str) else title
-        return problem(exc.status_code, code, title, detail)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return problem(exc.status_code, code, title, detail, headers=headers)
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(_: Request, exc: IntegrityError) -> JSONResponse:
+        # A concurrent request won the race a check could not see: a unique value taken (409)
+        # or a referenced row deleted meanwhile (422).
+        found = conflict_of(exc)
+        return problem(found.status, found.code, found.title, found.detail)
+
+    @app.exception_handler(DataError)
+    async def _data(_: Request, exc: DataError) -> JSONResponse:
+        log.warning("the database refused a value: %s", type(exc.orig).__name__)
+        return problem(
+            422, "invalid_value", "Invalid value", "A value does not fit what the service stores."
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -37,6 +37,7 @@ from app.sync.models import SyncFailure, SyncRun
 from app.sync.plan_groups import GroupPlan, GroupRules, plan_groups
 from app.sync.plan_users import UserPlan, UserRules, plan_users
 from app.sync.users_model import PbxExtension
+from app.tenants import repository as tenants_repo
 from app.tenants.models import Pbx
 
 log = logging.getLogger("pbx_entra.sync")
@@ -410,6 +411,8 @@ class RunExecutor:
         await set_progress(self.runtime, self.run_id, "applying", seen, seen)
 
         async with session_scope(self.runtime.sessionmaker) as session:
+            # Seats are counted and taken under the PBX row's lock (API creates wait).
+            await tenants_repo.lock_seats(session, self.pbx_id)
             t1 = time.perf_counter()
             if fetched.full:
                 current = await current_extensions(session, self.pbx_id)
@@ -595,6 +598,7 @@ class RunExecutor:
         await set_progress(self.runtime, self.run_id, "applying", seen, seen)
 
         async with session_scope(self.runtime.sessionmaker) as session:
+            await tenants_repo.lock_seats(session, self.pbx_id)
             t1 = time.perf_counter()
             # Read again inside the apply's transaction: the user scope may have just changed
             # the extensions (deleted ones left their groups with them).
