@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import JSON, DateTime, MetaData, String, Table, event
 from sqlalchemy.dialects.postgresql import JSONB
@@ -19,6 +19,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
+
+T = TypeVar("T", str, int)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -42,6 +44,10 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     impl = DateTime(timezone=True)
     cache_ok = True
+
+    @property
+    def python_type(self) -> type[datetime]:
+        return datetime
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
@@ -68,6 +74,17 @@ class Base(DeclarativeBase):
 def rowcount(result: Any) -> int:
     """Rows an UPDATE or DELETE touched (a CursorResult's rowcount)."""
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+# Ids per IN (...) list: far under the drivers' argument limits (PostgreSQL: 32,767).
+IN_CHUNK = 1000
+
+
+def chunked(values: Iterable[T], size: int = IN_CHUNK) -> Iterator[list[T]]:
+    """Sorted distinct values in lists of at most `size`, one set-based query each."""
+    ordered = sorted(set(values))
+    for start in range(0, len(ordered), size):
+        yield ordered[start : start + size]
 
 
 def table_of(model: type[Base]) -> Table:
