@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from typing import Any
@@ -127,6 +128,106 @@ def allowed_methods(request: Request) -> list[str]:
     return sorted(methods)
 
 
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "type": "object",
+    "required": ["type", "title", "status", "detail", "code"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "code": {"type": "string", "description": "Stable, snake_case"},
+        "errors": {
+            "type": "array",
+            "description": "422 validation_error: what failed, where",
+            "items": {
+                "type": "object",
+                "required": ["loc", "msg"],
+                "properties": {
+                    "loc": {"type": "array", "items": {"type": "string"}},
+                    "msg": {"type": "string"},
+                },
+            },
+        },
+    },
+    "additionalProperties": True,
+}
+_DESCRIPTIONS = {
+    400: "Bad request (e.g. invalid_cursor)",
+    401: "Missing or wrong credential (unauthorized)",
+    403: "Operator routes disabled (operator_api_disabled)",
+    404: "No such object for this PBX (not_found)",
+    409: "Conflicts with the current state (see code)",
+    413: "Request body over the limit (payload_too_large)",
+    422: "Invalid input (validation_error and others, see code)",
+    502: "Microsoft Graph failed (graph_error)",
+    503: "Service unavailable",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries for problem documents (the `Problem` schema is added to the
+    document's components by `document`)."""
+    return {
+        status: {
+            "description": _DESCRIPTIONS.get(status, "Problem"),
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for status in statuses
+    }
+
+
+def document(app: FastAPI) -> None:
+    """Add to each operation of the OpenAPI document the problem documents it can answer, derived
+    from what it takes (a credential, path ids, a cursor, a body) and the request guard's rules."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = dict(
+                PROBLEM_SCHEMA
+            )
+            for path, operations in schema.get("paths", {}).items():
+                for method, operation in operations.items():
+                    _add_problems(path, method.upper(), operation)
+            # FastAPI's own 422 shape is answered nowhere: problem documents replace it.
+            if "HTTPValidationError" not in json.dumps(schema["paths"]):
+                for name in ("HTTPValidationError", "ValidationError"):
+                    schema["components"]["schemas"].pop(name, None)
+        return app.openapi_schema or {}
+
+    setattr(app, "openapi", openapi)  # noqa: B010 (the docs routes call app.openapi())
+
+
+def _add_problems(path: str, method: str, operation: dict[str, Any]) -> None:
+    from app.guard import route_kind
+
+    kind = route_kind(path)
+    params = operation.get("parameters", [])
+    query = {p["name"] for p in params if p.get("in") == "query"}
+    has_path = any(p.get("in") == "path" for p in params)
+    statuses: set[int] = set()
+    if kind in ("pbx", "operator"):
+        statuses.add(401)
+    if kind == "operator":
+        statuses.add(403)
+    if has_path:
+        statuses.add(404)
+    if "cursor" in query or kind == "webhook":
+        statuses.add(400)
+    if method in ("POST", "PUT", "PATCH", "DELETE"):
+        statuses |= {413, 422}
+        if kind in ("pbx", "operator"):
+            statuses.add(409)
+    if query or has_path:
+        statuses.add(422)
+    responses = operation.setdefault("responses", {})
+    for status, entry in problem_responses(*sorted(statuses)).items():
+        responses[str(status)] = entry  # replaces FastAPI's HTTPValidationError shape
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(_: Request, exc: ProblemError) -> JSONResponse:
@@ -148,6 +249,15 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+            # Bytes that are not even text: invalid like any other malformed body.
+            return problem(
+                422,
+                "validation_error",
+                "Invalid request",
+                "The request does not match the expected shape; see errors.",
+                errors=[{"loc": ["body"], "msg": "The body could not be parsed"}],
+            )
         code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "HTTP error"))
         detail = exc.detail if isinstance(exc.detail, str) else title
         headers = dict(exc.headers or {})

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.auth import CurrentPbx, Session
-from app.errors import ProblemError
+from app.errors import ProblemError, problem_responses
 from app.notifications import repository as repo
 from app.notifications import webhooks
 
@@ -70,19 +70,20 @@ async def _receive(request: Request, lifecycle: bool) -> Response:
     return Response(status_code=status.HTTP_202_ACCEPTED)
 
 
-@router.post(
-    "/webhooks/graph", status_code=202, responses={200: {"description": "Validation handshake"}}
-)
+WEBHOOK_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Validation handshake", "content": {"text/plain": {}}},
+    202: {"description": "Accepted (items that are not genuine are dropped)"},
+    **problem_responses(503),
+}
+
+
+@router.post("/webhooks/graph", status_code=202, responses=WEBHOOK_RESPONSES)
 async def graph_notifications(request: Request) -> Response:
     """Graph's notificationUrl: the validation handshake, or a batch of change notifications."""
     return await _receive(request, lifecycle=False)
 
 
-@router.post(
-    "/webhooks/graph/lifecycle",
-    status_code=202,
-    responses={200: {"description": "Validation handshake"}},
-)
+@router.post("/webhooks/graph/lifecycle", status_code=202, responses=WEBHOOK_RESPONSES)
 async def graph_lifecycle(request: Request) -> Response:
     """Graph's lifecycleNotificationUrl: reauthorizationRequired, subscriptionRemoved, missed."""
     return await _receive(request, lifecycle=True)
