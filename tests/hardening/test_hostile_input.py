@@ -251,3 +251,14 @@ async def test_integrity_errors_are_told_apart_on_both_databases(
     assert (taken.status, taken.code) == (409, "phonebook_name_taken")
     vanished = conflict_of(gone.value)
     assert (vanished.status, vanished.code) == (422, "reference_gone")
+
+
+async def test_deeply_nested_api_bodies_are_422(api: Api) -> None:
+    _, h = await api.new_pbx()
+    deep = b'{"personal": {"range": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}"
+    resp = await api.client.put(
+        "/api/v1/integration/contacts-sync",
+        content=deep,
+        headers={**h, "content-type": "application/json"},
+    )
+    assert resp.status_code == 422 and resp.json()["code"] == "validation_error"
