@@ -46,4 +46,6 @@ async def lock_seats(session: AsyncSession, pbx_id: str) -> None:
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(select(Pbx.id).where(Pbx.id == pbx_id).with_for_update())
     else:
-        await session.execute(update(Pbx).where(Pbx.id == pbx_id).values(name=Pbx.name))
+        await session.execute(
+            update(Pbx).where(Pbx.id == pbx_id).values(name=Pbx.name, updated_at=Pbx.updated_at)
+        )
