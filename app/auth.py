@@ -37,16 +37,34 @@ Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
+MISSING_KEY = "An API key is required: Authorization: Bearer <key>."
+
+
+async def pbx_for_key(session: AsyncSession, key: str | None) -> Pbx:
+    """The PBX a bearer key selects (401 without one)."""
+    if not key:
+        raise Unauthorized(MISSING_KEY)
+    pbx = await tenants_repo.pbx_by_key_hash(session, hash_api_key(key))
+    if pbx is None:
+        raise Unauthorized("The API key is not valid.")
+    return pbx
+
+
+def check_operator(settings: Settings, key: str | None) -> None:
+    """Refuse unless `key` is the operator key (403 while operator routes are disabled)."""
+    if settings.admin_api_key is None:
+        raise Forbidden(
+            "Operator routes are disabled: ADMIN_API_KEY is not set.", code="operator_api_disabled"
+        )
+    if key is None or not constant_time_equal(key, settings.admin_api_key.get_secret_value()):
+        raise Unauthorized("The operator key is missing or not valid.")
+
+
 async def current_pbx(
     session: Session,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_pbx_bearer)],
 ) -> Pbx:
-    if credentials is None or not credentials.credentials:
-        raise Unauthorized("An API key is required: Authorization: Bearer <key>.")
-    pbx = await tenants_repo.pbx_by_key_hash(session, hash_api_key(credentials.credentials))
-    if pbx is None:
-        raise Unauthorized("The API key is not valid.")
-    return pbx
+    return await pbx_for_key(session, credentials.credentials if credentials else None)
 
 
 CurrentPbx = Annotated[Pbx, Depends(current_pbx)]
@@ -56,14 +74,7 @@ async def require_operator(
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_admin_bearer)],
 ) -> None:
-    if settings.admin_api_key is None:
-        raise Forbidden(
-            "Operator routes are disabled: ADMIN_API_KEY is not set.", code="operator_api_disabled"
-        )
-    if credentials is None or not constant_time_equal(
-        credentials.credentials, settings.admin_api_key.get_secret_value()
-    ):
-        raise Unauthorized("The operator key is missing or not valid.")
+    check_operator(settings, credentials.credentials if credentials else None)
 
 
 Operator = Depends(require_operator)

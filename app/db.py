@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import JSON, DateTime, MetaData, String, Table, event
 from sqlalchemy.dialects.postgresql import JSONB
@@ -30,6 +30,7 @@ from sqlalchemy.types import TypeDecorator
 log = logging.getLogger("pbx_entra.db")
 _HOOKS = "after_commit_hooks"
 WAKEUPS = "wakeups"
+T = TypeVar("T", str, int)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -53,6 +54,10 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     impl = DateTime(timezone=True)
     cache_ok = True
+
+    @property
+    def python_type(self) -> type[datetime]:
+        return datetime
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
@@ -79,6 +84,17 @@ class Base(DeclarativeBase):
 def rowcount(result: Any) -> int:
     """Rows an UPDATE or DELETE touched (a CursorResult's rowcount)."""
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+# Ids per IN (...) list: far under the drivers' argument limits (PostgreSQL: 32,767).
+IN_CHUNK = 1000
+
+
+def chunked(values: Iterable[T], size: int = IN_CHUNK) -> Iterator[list[T]]:
+    """Sorted distinct values in lists of at most `size`, one set-based query each."""
+    ordered = sorted(set(values))
+    for start in range(0, len(ordered), size):
+        yield ordered[start : start + size]
 
 
 def table_of(model: type[Base]) -> Table:

@@ -138,6 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(sync_router)
     app.include_router(subscriptions_router)
     app.include_router(webhooks_router)
+    errors.document(app)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""Request id, access log and HTTP metrics, as one plain ASGI middleware."""
+"""Request id, access log, HTTP metrics and the request guard, as one plain ASGI middleware."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import uuid
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import metrics
+from app.guard import RequestGuard
 from app.logs import request_id_var
 
 log = logging.getLogger("pbx_entra.access")
@@ -17,7 +18,7 @@ _SAFE_ID = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012345
 
 class RequestContext:
     def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+        self.app = RequestGuard(app)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -37,6 +38,8 @@ class RequestContext:
                 status = message["status"]
                 message.setdefault("headers", [])
                 message["headers"].append((b"x-request-id", rid.encode()))
+                # No response is to be read as anything but its declared type.
+                message["headers"].append((b"x-content-type-options", b"nosniff"))
             await send(message)
 
         try:

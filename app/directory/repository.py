@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Select, delete, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import table_of
+from app.db import chunked, table_of
 from app.directory.models import (
     Contact,
     Extension,
@@ -51,13 +51,14 @@ def extensions_query(pbx_id: str, managed_by: str | None, search: str | None) ->
     if managed_by:
         stmt = stmt.where(Extension.managed_by == managed_by)
     if search:
-        like = f"%{search.lower()}%"
+        # `%`, `_` and the escape character are matched as themselves, not as wildcards.
+        text = search.lower()
         stmt = stmt.where(
             or_(
-                Extension.number.startswith(search),
-                func.lower(Extension.first_name).like(like),
-                func.lower(Extension.last_name).like(like),
-                Extension.email_key.like(like),
+                Extension.number.startswith(search, autoescape=True),
+                func.lower(Extension.first_name).contains(text, autoescape=True),
+                func.lower(Extension.last_name).contains(text, autoescape=True),
+                Extension.email_key.contains(text, autoescape=True),
             )
         )
     return stmt
@@ -66,11 +67,11 @@ def extensions_query(pbx_id: str, managed_by: str | None, search: str | None) ->
 async def presence_for(
     session: AsyncSession, ext_ids: Iterable[str]
 ) -> dict[str, ExtensionPresence]:
-    ids = list(ext_ids)
-    if not ids:
-        return {}
-    stmt = select(ExtensionPresence).where(ExtensionPresence.extension_id.in_(ids))
-    return {p.extension_id: p for p in (await session.execute(stmt)).scalars()}
+    result: dict[str, ExtensionPresence] = {}
+    for ids in chunked(ext_ids):
+        stmt = select(ExtensionPresence).where(ExtensionPresence.extension_id.in_(ids))
+        result.update({p.extension_id: p for p in (await session.execute(stmt)).scalars()})
+    return result
 
 
 async def get_presence(session: AsyncSession, ext_id: str) -> ExtensionPresence | None:
@@ -101,17 +102,15 @@ async def count_groups(session: AsyncSession, pbx_id: str) -> int:
 
 
 async def members_of(session: AsyncSession, group_ids: Iterable[str]) -> dict[str, list[str]]:
-    ids = list(group_ids)
     result: dict[str, list[str]] = defaultdict(list)
-    if not ids:
-        return result
-    stmt = (
-        select(ExtensionGroupMember.group_id, ExtensionGroupMember.extension_id)
-        .where(ExtensionGroupMember.group_id.in_(ids))
-        .order_by(ExtensionGroupMember.extension_id)
-    )
-    for group_id, ext_id in (await session.execute(stmt)).all():
-        result[group_id].append(ext_id)
+    for ids in chunked(group_ids):
+        stmt = (
+            select(ExtensionGroupMember.group_id, ExtensionGroupMember.extension_id)
+            .where(ExtensionGroupMember.group_id.in_(ids))
+            .order_by(ExtensionGroupMember.extension_id)
+        )
+        for group_id, ext_id in (await session.execute(stmt)).all():
+            result[group_id].append(ext_id)
     return result
 
 
@@ -127,21 +126,21 @@ async def set_members(session: AsyncSession, group_id: str, ext_ids: Iterable[st
 async def existing_extension_ids(
     session: AsyncSession, pbx_id: str, ids: Iterable[str]
 ) -> set[str]:
-    wanted = set(ids)
-    if not wanted:
-        return set()
-    stmt = select(Extension.id).where(Extension.pbx_id == pbx_id, Extension.id.in_(wanted))
-    return set((await session.execute(stmt)).scalars())
+    found: set[str] = set()
+    for chunk in chunked(ids):
+        stmt = select(Extension.id).where(Extension.pbx_id == pbx_id, Extension.id.in_(chunk))
+        found.update((await session.execute(stmt)).scalars())
+    return found
 
 
 async def existing_group_ids(session: AsyncSession, pbx_id: str, ids: Iterable[str]) -> set[str]:
-    wanted = set(ids)
-    if not wanted:
-        return set()
-    stmt = select(ExtensionGroup.id).where(
-        ExtensionGroup.pbx_id == pbx_id, ExtensionGroup.id.in_(wanted)
-    )
-    return set((await session.execute(stmt)).scalars())
+    found: set[str] = set()
+    for chunk in chunked(ids):
+        stmt = select(ExtensionGroup.id).where(
+            ExtensionGroup.pbx_id == pbx_id, ExtensionGroup.id.in_(chunk)
+        )
+        found.update((await session.execute(stmt)).scalars())
+    return found
 
 
 async def groups_of_extension(session: AsyncSession, ext_id: str) -> set[str]:
@@ -164,19 +163,18 @@ async def visibility_of(
 ) -> dict[str, tuple[list[str], list[str]]]:
     ids = list(book_ids)
     result: dict[str, tuple[list[str], list[str]]] = {i: ([], []) for i in ids}
-    if not ids:
-        return result
-    stmt = (
-        select(PhonebookVisibility)
-        .where(PhonebookVisibility.phonebook_id.in_(ids))
-        .order_by(PhonebookVisibility.id)
-    )
-    for row in (await session.execute(stmt)).scalars():
-        exts, groups = result[row.phonebook_id]
-        if row.extension_id:
-            exts.append(row.extension_id)
-        if row.extension_group_id:
-            groups.append(row.extension_group_id)
+    for chunk in chunked(ids):
+        stmt = (
+            select(PhonebookVisibility)
+            .where(PhonebookVisibility.phonebook_id.in_(chunk))
+            .order_by(PhonebookVisibility.id)
+        )
+        for row in (await session.execute(stmt)).scalars():
+            exts, groups = result[row.phonebook_id]
+            if row.extension_id:
+                exts.append(row.extension_id)
+            if row.extension_group_id:
+                groups.append(row.extension_group_id)
     return result
 
 

@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from app.schema_types import IdList
+
 ManagedBy = Literal["pbx", "entra", "entra_frozen"]
 PresenceStatus = Literal[
     "available", "away", "business_trip", "do_not_disturb", "lunch_break", "off_work"
@@ -111,14 +113,14 @@ class ExtensionGroupCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     name: str = Field(min_length=1, max_length=200)
-    member_ids: list[str] = Field(default_factory=list, max_length=10_000)
+    member_ids: IdList = Field(default_factory=list)
 
 
 class ExtensionGroupUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    member_ids: list[str] | None = Field(default=None, max_length=10_000)
+    member_ids: IdList | None = None
 
 
 class ExtensionGroupOut(BaseModel):
@@ -136,8 +138,8 @@ class Visibility(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     all: bool = False
-    extension_ids: list[str] = Field(default_factory=list)
-    extension_group_ids: list[str] = Field(default_factory=list)
+    extension_ids: IdList = Field(default_factory=list)
+    extension_group_ids: IdList = Field(default_factory=list)
 
 
 class PhonebookCreate(BaseModel):

@@ -6,7 +6,6 @@ from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
@@ -36,6 +35,7 @@ from app.directory.schemas import (
 )
 from app.errors import Conflict, NotFound, Unprocessable
 from app.pagination import PageParams, next_cursor, paginate
+from app.tenants import repository as tenants_repo
 from app.tenants.models import Pbx
 
 # The fields Entra owns on a synced extension (the guide's list).
@@ -169,6 +169,7 @@ async def _check_unique(
 
 
 async def create_extension(session: AsyncSession, pbx: Pbx, data: ExtensionCreate) -> Extension:
+    await tenants_repo.lock_seats(session, pbx.id)
     if await repo.count_extensions(session, pbx.id) >= pbx.max_extensions:
         raise Conflict(
             f"This PBX has reached its limit of {pbx.max_extensions} extensions.",
@@ -179,18 +180,8 @@ async def create_extension(session: AsyncSession, pbx: Pbx, data: ExtensionCreat
         pbx_id=pbx.id, managed_by="pbx", email_key=email_key(data.email), **data.model_dump()
     )
     session.add(ext)
-    await _flush_unique(session)
+    await session.flush()
     return ext
-
-
-async def _flush_unique(session: AsyncSession) -> None:
-    # A concurrent request may have taken the number or email between check and insert.
-    try:
-        await session.flush()
-    except IntegrityError as exc:
-        text = str(exc.orig).lower()
-        code = "email_taken" if "email" in text else "extension_number_taken"
-        raise Conflict("The number or email address was taken meanwhile.", code=code) from None
 
 
 async def update_extension(
@@ -216,7 +207,7 @@ async def update_extension(
     if "email" in changes:
         ext.email_key = email_key(ext.email)
     ext.updated_at = utcnow()
-    await _flush_unique(session)
+    await session.flush()
     return ext
 
 
@@ -329,6 +320,7 @@ async def _check_group_name(
 async def create_group(
     session: AsyncSession, pbx: Pbx, data: ExtensionGroupCreate
 ) -> ExtensionGroupOut:
+    await tenants_repo.lock_seats(session, pbx.id)
     if await repo.count_groups(session, pbx.id) >= pbx.max_extension_groups:
         raise Conflict(
             f"This PBX has reached its limit of {pbx.max_extension_groups} extension groups.",
@@ -338,12 +330,7 @@ async def create_group(
     members = await _check_members(session, pbx, data.member_ids)
     group = ExtensionGroup(pbx_id=pbx.id, name=data.name, managed_by="pbx")
     session.add(group)
-    try:
-        await session.flush()
-    except IntegrityError:
-        raise Conflict(
-            f"An extension group named {data.name!r} exists.", code="group_name_taken"
-        ) from None
+    await session.flush()
     await repo.set_members(session, group.id, members)
     return group_out(group, members)
 
@@ -436,10 +423,9 @@ async def set_visibility(
     book = await get_phonebook(session, pbx, book_id)
     exts = sorted(set(data.extension_ids))
     groups = sorted(set(data.extension_group_ids))
-    missing = [e for e in exts if e not in await repo.existing_extension_ids(session, pbx.id, exts)]
-    missing += [
-        g for g in groups if g not in await repo.existing_group_ids(session, pbx.id, groups)
-    ]
+    # One set-based lookup per kind (chunked in the repository), then set differences.
+    missing = sorted(set(exts) - await repo.existing_extension_ids(session, pbx.id, exts))
+    missing += sorted(set(groups) - await repo.existing_group_ids(session, pbx.id, groups))
     if missing:
         raise Unprocessable(
             f"Unknown ids: {', '.join(missing)}.", code="unknown_reference", ids=missing

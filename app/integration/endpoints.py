@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from app.auth import CurrentPbx, Session
 from app.db import after_commit
-from app.errors import Conflict, problem
+from app.errors import Conflict, problem, problem_responses
 from app.graph.auth import TokenError
 from app.graph.client import GraphClient
 from app.graph.errors import GraphError
@@ -162,7 +162,9 @@ async def _connected_graph(session: Session, runtime: Runtime, pbx_id: str) -> G
     return tokens.graph_for(runtime, pbx_id)
 
 
-@router.get("/directory/groups", response_model=DirectoryGroupsPage)
+@router.get(
+    "/directory/groups", response_model=DirectoryGroupsPage, responses=problem_responses(409, 502)
+)
 async def directory_groups(
     pbx: CurrentPbx,
     session: Session,
@@ -175,7 +177,11 @@ async def directory_groups(
     return await pickers.groups(graph, search, limit, cursor)
 
 
-@router.get("/directory/shared-mailboxes", response_model=SharedMailboxPage)
+@router.get(
+    "/directory/shared-mailboxes",
+    response_model=SharedMailboxPage,
+    responses=problem_responses(409, 502),
+)
 async def shared_mailboxes(
     pbx: CurrentPbx,
     session: Session,
@@ -207,7 +213,16 @@ async def _consent_callback(session: Session, runtime: Runtime, params: dict[str
     return HTMLResponse(page, status_code=outcome.status_code)
 
 
-@callback_router.post("/integration/callback", response_class=HTMLResponse)
+CALLBACK_RESPONSES: dict[int | str, dict[str, Any]] = {
+    302: {"description": "Connected: the browser goes on to the return URL"},
+    400: {"description": "Unknown, expired or refused sign-in", "content": {"text/html": {}}},
+    409: {"description": "The integration can't take this consent", "content": {"text/html": {}}},
+}
+
+
+@callback_router.post(
+    "/integration/callback", response_class=HTMLResponse, responses=CALLBACK_RESPONSES
+)
 async def consent_callback(request: Request, session: Session, runtime: RuntimeDep) -> Response:
     """The Redirect URI: Microsoft posts the admin's browser here (form_post) after consent."""
     form = await request.form()
@@ -215,7 +230,9 @@ async def consent_callback(request: Request, session: Session, runtime: RuntimeD
     return await _consent_callback(session, runtime, params)
 
 
-@callback_router.get("/integration/callback", response_class=HTMLResponse)
+@callback_router.get(
+    "/integration/callback", response_class=HTMLResponse, responses=CALLBACK_RESPONSES
+)
 async def consent_callback_query(
     request: Request, session: Session, runtime: RuntimeDep
 ) -> Response:

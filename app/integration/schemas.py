@@ -8,6 +8,8 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from app.schema_types import Id
+
 Status = Literal["not_configured", "awaiting_consent", "connected", "disabled", "error"]
 GUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
@@ -100,7 +102,7 @@ class Schedule(_Strict):
 class UserRange(_Strict):
     mode: Literal["all", "user_types", "groups"] = "all"
     user_types: list[UserType] = Field(default_factory=_members)
-    group_ids: list[str] = Field(default_factory=list, max_length=500)
+    group_ids: list[Id] = Field(default_factory=list, max_length=500)
 
 
 class NumberRule(_Strict):
@@ -122,7 +124,7 @@ class UserSyncRules(_Strict):
 class GroupRange(_Strict):
     mode: Literal["all", "types", "groups"] = "all"
     types: list[GroupType] = Field(default_factory=_group_types)
-    group_ids: list[str] = Field(default_factory=list, max_length=500)
+    group_ids: list[Id] = Field(default_factory=list, max_length=500)
 
 
 class GroupSyncRules(_Strict):
@@ -137,14 +139,14 @@ class PersonalContacts(_Strict):
 
 
 class SharedMailbox(_Strict):
-    mailbox_id: str
+    mailbox_id: Id
     phonebook_name: str = Field(min_length=1, max_length=200)
 
 
 class SharedContacts(_Strict):
     enabled: bool = False
     mode: Literal["all", "specific"] = "all"
-    mailboxes: list[SharedMailbox] = Field(default_factory=list)
+    mailboxes: list[SharedMailbox] = Field(default_factory=list, max_length=100)
 
 
 class ContactsSyncRules(_Strict):
@@ -159,7 +161,7 @@ class PresenceSyncRules(_Strict):
 
 class SsoRules(_Strict):
     enabled: bool = False
-    allowed_return_urls: list[str] = Field(default_factory=list)
+    allowed_return_urls: list[str] = Field(default_factory=list, max_length=100)
 
 
 class DeletionGuard(_Strict):

@@ -9,18 +9,18 @@ from typing import Any
 from sqlalchemy import Select, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import table_of, utcnow
+from app.db import chunked, table_of, utcnow
 from app.notifications.models import GraphSubscription, NotificationEvent, PendingChanges
 
 
 async def subscriptions_by_ids(
     session: AsyncSession, ids: Iterable[str]
 ) -> dict[str, GraphSubscription]:
-    wanted = sorted(set(ids))
-    if not wanted:
-        return {}
-    stmt = select(GraphSubscription).where(GraphSubscription.id.in_(wanted))
-    return {s.id: s for s in (await session.execute(stmt)).scalars()}
+    found: dict[str, GraphSubscription] = {}
+    for chunk in chunked(ids):
+        stmt = select(GraphSubscription).where(GraphSubscription.id.in_(chunk))
+        found.update({s.id: s for s in (await session.execute(stmt)).scalars()})
+    return found
 
 
 def subscriptions_query(pbx_id: str) -> Select[GraphSubscription]:
@@ -55,11 +55,9 @@ async def claim_events(session: AsyncSession, limit: int = 5000) -> list[Notific
 
 
 async def mark_processed(session: AsyncSession, ids: list[int], at: datetime) -> None:
-    for i in range(0, len(ids), 1000):
+    for chunk in chunked(ids):
         await session.execute(
-            update(NotificationEvent)
-            .where(NotificationEvent.id.in_(ids[i : i + 1000]))
-            .values(processed_at=at)
+            update(NotificationEvent).where(NotificationEvent.id.in_(chunk)).values(processed_at=at)
         )
 
 

@@ -16,6 +16,7 @@ from app.sync.fetch_groups import DELTA_RESOURCE, NESTING_RESOURCE, GroupFetch, 
 from app.sync.fetch_groups import groups_of_users as entra_groups_of_users
 from app.sync.fetch_users import Progress
 from app.sync.plan_groups import GroupPlan, plan_groups
+from app.tenants import repository as tenants_repo
 from app.tenants.models import Pbx
 
 if TYPE_CHECKING:
@@ -78,6 +79,8 @@ async def run(ex: RunExecutor) -> None:
     await steps.set_progress(ex.runtime, ex.run_id, "applying", seen, seen)
 
     async with session_scope(ex.runtime.sessionmaker) as session:
+        # Seats are counted and taken under the PBX row's lock (API creates wait).
+        await tenants_repo.lock_seats(session, ex.pbx_id)
         t1 = time.perf_counter()
         # Read again inside the apply's transaction: the user scope may have just changed
         # the extensions (deleted ones left their groups with them).

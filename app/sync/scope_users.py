@@ -18,6 +18,7 @@ from app.sync.apply_users import apply_users
 from app.sync.current import current_extensions, touched_extensions
 from app.sync.fetch_users import GROUP_LINK_PREFIX, fetch_users
 from app.sync.plan_users import UserPlan, plan_users
+from app.tenants import repository as tenants_repo
 from app.tenants.models import Pbx
 
 if TYPE_CHECKING:
@@ -91,6 +92,8 @@ async def run(ex: RunExecutor) -> None:
     await steps.set_progress(ex.runtime, ex.run_id, "applying", seen, seen)
 
     async with session_scope(ex.runtime.sessionmaker) as session:
+        # Seats are counted and taken under the PBX row's lock (API creates wait).
+        await tenants_repo.lock_seats(session, ex.pbx_id)
         t1 = time.perf_counter()
         if fetched.full:
             current = await current_extensions(session, ex.pbx_id)

@@ -87,13 +87,7 @@ async def list_changes(
 ) -> tuple[list[SyncChange], str | None]:
     await get_run(session, pbx, run_id)
     stmt = paginate(runs_repo.changes_query(run_id), SyncChange.id, SyncChange.id, params)
-    rows = list((await session.execute(stmt)).scalars())
-    if len(rows) <= params.limit:
-        return rows, None
-    rows = rows[: params.limit]
-    from app.pagination import encode_cursor
-
-    return rows, encode_cursor(rows[-1].id, str(rows[-1].id))
+    return next_cursor(list((await session.execute(stmt)).scalars()), params, "id")
 
 
 async def cancel(session: AsyncSession, pbx: Pbx, run_id: str) -> RunOut:

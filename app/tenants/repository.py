@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.tenants.models import ApiKey, Pbx
@@ -36,3 +36,16 @@ async def drop_keys(session: AsyncSession, pbx_id: str) -> None:
 async def delete_pbx(session: AsyncSession, pbx: Pbx) -> None:
     # Foreign keys cascade: every object the PBX owns goes with it.
     await session.execute(delete(Pbx).where(Pbx.id == pbx.id))
+
+
+async def lock_seats(session: AsyncSession, pbx_id: str) -> None:
+    """Hold the PBX row until the transaction ends: seat counts read after this stay true until
+    the commit, under any concurrency. PostgreSQL locks the row (SELECT ... FOR UPDATE); SQLite
+    has one writer at a time, so a no-op write takes the database's write lock now rather than
+    at the first insert (after the count)."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(select(Pbx.id).where(Pbx.id == pbx_id).with_for_update())
+    else:
+        await session.execute(
+            update(Pbx).where(Pbx.id == pbx_id).values(name=Pbx.name, updated_at=Pbx.updated_at)
+        )

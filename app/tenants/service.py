@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.crypto import hash_api_key, new_api_key
@@ -22,12 +21,9 @@ async def create(
     pbx = Pbx(**data.model_dump())
     session.add(pbx)
     key = api_key or new_api_key()
-    try:
-        await session.flush()
-        await repository.add_key(session, pbx.id, hash_api_key(key), key[:8])
-        await session.flush()
-    except IntegrityError:
-        raise Conflict(f"A PBX named {data.name!r} exists.", code="pbx_name_taken") from None
+    await session.flush()
+    await repository.add_key(session, pbx.id, hash_api_key(key), key[:8])
+    await session.flush()
     return pbx, key
 
 
