@@ -1,4 +1,5 @@
-"""Request dependencies: the session, the settings, the PBX selected by its key, the operator."""
+"""Request dependencies: the session, the settings, the PBX selected by its key, the operator, and
+the Linkus user of an SSO access token."""
 
 from __future__ import annotations
 
@@ -13,10 +14,17 @@ from app.config import Settings
 from app.crypto import constant_time_equal, hash_api_key
 from app.db import session_scope
 from app.errors import Forbidden, Unauthorized
+from app.sso import service as sso_service
+from app.sso.service import LinkusUser
 from app.tenants import repository as tenants_repo
 from app.tenants.models import Pbx
 
 _pbx_bearer = HTTPBearer(scheme_name="PbxApiKey", description="The PBX's API key", auto_error=False)
+_linkus_bearer = HTTPBearer(
+    scheme_name="LinkusAccessToken",
+    description="The access token of POST /sso/token (a PBX API key is refused)",
+    auto_error=False,
+)
 _admin_bearer = HTTPBearer(
     scheme_name="AdminApiKey", description="The operator key (ADMIN_API_KEY)", auto_error=False
 )
@@ -67,3 +75,17 @@ async def require_operator(
 
 
 Operator = Depends(require_operator)
+
+
+async def current_linkus_user(
+    session: Session,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_linkus_bearer)],
+) -> LinkusUser:
+    """The extension an SSO access token names, checked against its current state."""
+    if credentials is None or not credentials.credentials:
+        raise Unauthorized("A Linkus access token is required: Authorization: Bearer <token>.")
+    return await sso_service.current_user(session, settings, credentials.credentials)
+
+
+CurrentLinkusUser = Annotated[LinkusUser, Depends(current_linkus_user)]
