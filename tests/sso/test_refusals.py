@@ -218,3 +218,20 @@ async def test_rotated_keys_are_fetched_once_more(sync_api: Api, cloud: Cloud) -
     assert "sso_code" in (await sso.sign_in(upn)).params
     assert "sso_code" in (await sso.sign_in(upn)).params
     assert len(cloud.requests(keys)) == 2
+
+
+async def test_an_unregistered_sso_redirect_uri_stops_at_microsoft(
+    sync_api: Api, cloud: Cloud
+) -> None:
+    sso = await sso_scenario(sync_api, cloud)
+    _, upn = await sso.synced_user()
+    tenant = sso.s.tenant
+    cloud.control.patch(
+        f"/tenants/{tenant.tenant_id}/apps/{tenant.client_id}",
+        json={"redirect_uris": ["http://127.0.0.1:8000/integration/callback"]},
+    ).raise_for_status()
+    cloud.auto_consent(tenant, upn)
+    start = await sso.login()
+    page = httpx.get(start.headers["location"], verify=cloud.emulator.ssl_context)
+    assert page.status_code == 400 and "AADSTS50011" in page.text
+    assert "location" not in page.headers
