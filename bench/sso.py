@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import html
 import json
+import pstats
 import re
 import shutil
 import ssl
@@ -160,13 +162,25 @@ async def run(args: argparse.Namespace, demo: dict[str, Any], workdir: Path) -> 
                 answer = await b.get(start.headers["location"])
             back = await api.get("/sso/callback", params=_query(answer.headers["location"]))
             codes.append(_query(back.headers["location"])["sso_code"])
+        base = []
+        for _ in range(len(codes)):
+            began = time.perf_counter()
+            assert (await api.get("/api/v1/pbx", headers=h)).status_code == 200
+            base.append(time.perf_counter() - began)
         lat = []
+        profile = cProfile.Profile() if args.profile else None
+        if profile:
+            profile.enable()
         for code in codes:
             began = time.perf_counter()
             resp = await api.post("/sso/token", json={"code": code})
             lat.append(time.perf_counter() - began)
             assert resp.status_code == 200
+        if profile:
+            profile.disable()
+            pstats.Stats(profile).sort_stats("cumulative").print_stats(40)
         result.update(
+            pbx_route_p50_ms=round(statistics.median(base) * 1000, 1),
             token_alone_n=len(lat),
             token_alone_p50_ms=round(statistics.median(lat) * 1000, 1),
             token_alone_p99_ms=round(_pct(lat, 0.99), 1),
@@ -182,6 +196,7 @@ async def main() -> None:
     parser.add_argument("--logins", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--port", type=int, default=18446)
+    parser.add_argument("--profile", action="store_true", help="profile the /sso/token phase")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="pbx-entra-bench-"))
     proc, demo = start_emulator(

@@ -36,7 +36,7 @@ class AccessClaims:
     number: str
     oid: str
     client: str
-    issued_at: int
+    issued_at_ms: int
 
 
 @lru_cache(maxsize=8)
@@ -55,7 +55,8 @@ def issue(
     client: str,
     now: int | None = None,
 ) -> str:
-    issued = int(time.time()) if now is None else now
+    issued_ms = int(time.time() * 1000) if now is None else now * 1000
+    issued = issued_ms // 1000
     claims: dict[str, Any] = {
         "iss": issuer,
         "aud": AUDIENCE,
@@ -65,6 +66,8 @@ def issue(
         "oid": oid,
         "client": client,
         "iat": issued,
+        # In milliseconds: a session is compared with settings saved within the same second.
+        "iat_ms": issued_ms,
         "nbf": issued,
         "exp": issued + ACCESS_TOKEN_SECONDS,
         "jti": secrets.token_urlsafe(12),
@@ -93,5 +96,5 @@ def verify(secret_key: str, issuer: str, token: str) -> AccessClaims:
         number=str(claims.get("ext", "")),
         oid=str(claims["oid"]),
         client=str(claims.get("client", "")),
-        issued_at=int(claims["iat"]),
+        issued_at_ms=int(claims.get("iat_ms") or int(claims["iat"]) * 1000),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -9,13 +10,13 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import rowcount
 from app.directory.models import Extension
 from app.integration.models import Integration, SyncRule
 from app.sso.models import SsoCode
 from app.tenants.models import Pbx
 
 SYNCED = ("entra", "entra_frozen")
+PURGE_ONE_IN = 20
 
 
 @dataclass
@@ -33,16 +34,25 @@ class SsoSetup:
 
 
 async def setup(session: AsyncSession, pbx_id: str) -> SsoSetup | None:
+    found = await setup_and_extension(session, pbx_id, None)
+    return found[0] if found else None
+
+
+async def setup_and_extension(
+    session: AsyncSession, pbx_id: str, ext_id: str | None
+) -> tuple[SsoSetup, Extension | None] | None:
+    """The PBX's SSO setup and (when `ext_id` is given) that extension of it, in one query."""
     stmt = (
-        select(Pbx, Integration, SyncRule)
+        select(Pbx, Integration, SyncRule, Extension)
         .outerjoin(Integration, Integration.pbx_id == Pbx.id)
         .outerjoin(SyncRule, (SyncRule.pbx_id == Pbx.id) & (SyncRule.section == "sso"))
+        .outerjoin(Extension, (Extension.pbx_id == Pbx.id) & (Extension.id == (ext_id or "")))
         .where(Pbx.id == pbx_id)
     )
     row = (await session.execute(stmt)).first()
     if row is None:
         return None
-    return SsoSetup(pbx=row[0], integration=row[1], rule=row[2])
+    return SsoSetup(pbx=row[0], integration=row[1], rule=row[2]), row[3]
 
 
 async def synced_extension_by_oid(session: AsyncSession, pbx_id: str, oid: str) -> Extension | None:
@@ -52,11 +62,6 @@ async def synced_extension_by_oid(session: AsyncSession, pbx_id: str, oid: str) 
         Extension.entra_id == oid,
         Extension.managed_by.in_(SYNCED),
     )
-    return (await session.execute(stmt)).scalar_one_or_none()
-
-
-async def extension(session: AsyncSession, pbx_id: str, ext_id: str) -> Extension | None:
-    stmt = select(Extension).where(Extension.pbx_id == pbx_id, Extension.id == ext_id)
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
@@ -71,8 +76,11 @@ async def add_code(
     expires_at: datetime,
     now: datetime,
 ) -> None:
-    # Expired codes of the PBX go as new ones are made: the table stays small.
-    await session.execute(delete(SsoCode).where(SsoCode.pbx_id == pbx_id, SsoCode.expires_at < now))
+    # Expired codes of the PBX go now and then as new ones are made: the table stays small.
+    if secrets.randbelow(PURGE_ONE_IN) == 0:
+        await session.execute(
+            delete(SsoCode).where(SsoCode.pbx_id == pbx_id, SsoCode.expires_at < now)
+        )
     session.add(
         SsoCode(
             code_hash=code_hash,
@@ -102,8 +110,7 @@ async def consume_code(
         update(SsoCode)
         .where(*conditions)
         .values(used_at=now)
+        .returning(SsoCode)
         .execution_options(synchronize_session=False)
     )
-    if rowcount(result) != 1:
-        return None
-    return await session.get(SsoCode, code_hash)
+    return result.scalar_one_or_none()

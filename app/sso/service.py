@@ -84,6 +84,13 @@ def extension_refusal(setup: SsoSetup | None, ext: Extension | None, oid: str) -
     return None
 
 
+def signed_out_by_save(setup: SsoSetup, issued_at_ms: int) -> bool:
+    """Saving the SSO section (switching it off and on again, say) ends the sessions begun before:
+    a token issued before the last save is refused even once SSO is back on."""
+    saved = setup.rule.updated_at if setup.rule is not None else None
+    return saved is not None and issued_at_ms < int(saved.timestamp() * 1000)
+
+
 # 1. login --------------------------------------------------------------------------------
 
 
@@ -297,8 +304,8 @@ async def exchange(
     if row is None:
         log.warning("sso code exchange refused: unknown, used, expired or of another PBX")
         raise _invalid_code("The code is unknown, expired, already used or of another PBX.")
-    setup = await repo.setup(session, row.pbx_id)
-    ext = await repo.extension(session, row.pbx_id, row.extension_id)
+    found = await repo.setup_and_extension(session, row.pbx_id, row.extension_id)
+    setup, ext = found if found else (None, None)
     reason = extension_refusal(setup, ext, row.entra_oid)
     if reason is not None or setup is None or ext is None:
         log.warning("sso code exchange refused for PBX %s: %s", row.pbx_id, reason)
@@ -332,9 +339,11 @@ async def current_user(session: AsyncSession, settings: Settings, token: str) ->
         claims = access.verify(settings.effective_secret_key, settings.public_base_url, token)
     except access.InvalidAccessToken:
         raise Unauthorized("The Linkus access token is not valid or has expired.") from None
-    setup = await repo.setup(session, claims.pbx_id)
-    ext = await repo.extension(session, claims.pbx_id, claims.extension_id)
+    found = await repo.setup_and_extension(session, claims.pbx_id, claims.extension_id)
+    setup, ext = found if found else (None, None)
     reason = extension_refusal(setup, ext, claims.oid)
+    if reason is None and setup is not None and signed_out_by_save(setup, claims.issued_at_ms):
+        reason = "the SSO settings were saved after it was issued"
     if reason is not None or setup is None or ext is None:
         log.info("sso access token refused for PBX %s: %s", claims.pbx_id, reason)
         raise Unauthorized(f"The Linkus access token no longer grants access: {reason}.")

@@ -35,7 +35,10 @@ async def test_disabling_sso_or_the_integration_refuses_tokens_at_once(
     await sso.enable(enabled=False)
     assert not await _can_use(sync_api, token)
     await sso.enable()
+    # Back on: the session that began before stays ended; a new sign-in works.
+    assert not await _can_use(sync_api, token)
     token, _ = await sso.access_token(upn)
+    assert await _can_use(sync_api, token)
     resp = await sync_api.client.post("/api/v1/integration/disable", json={}, headers=sso.s.h)
     assert resp.status_code == 200
     assert not await _can_use(sync_api, token)
