@@ -1,4 +1,4 @@
-"""sso one-time codes
+"""sso one-time codes; stored allowed return URLs that are not safe are dropped
 
 Revision ID: 0002_sso
 Revises: 0001
@@ -11,6 +11,41 @@ import sqlalchemy as sa
 from alembic import op
 
 import app.db
+from app.sso.urls import check_allowed
+
+_rules = sa.table(
+    "sync_rules",
+    sa.column("pbx_id", sa.String()),
+    sa.column("section", sa.String()),
+    sa.column("config", app.db.JSONType),
+)
+
+
+def _safe(url: object) -> bool:
+    try:
+        check_allowed(str(url))
+    except ValueError:
+        return False
+    return True
+
+
+def _drop_unsafe_return_urls() -> None:
+    """Saved before they were validated: keep only the URLs the SSO section now accepts, so
+    reading the section never fails and no unsafe URL can receive a sign-in."""
+    conn = op.get_bind()
+    rows = conn.execute(
+        sa.select(_rules.c.pbx_id, _rules.c.config).where(_rules.c.section == "sso")
+    ).all()
+    for pbx_id, config in rows:
+        urls = list((config or {}).get("allowed_return_urls") or [])
+        kept = [u for u in urls if isinstance(u, str) and _safe(u)]
+        if kept != urls:
+            conn.execute(
+                sa.update(_rules)
+                .where(_rules.c.pbx_id == pbx_id, _rules.c.section == "sso")
+                .values(config={**config, "allowed_return_urls": kept})
+            )
+
 
 revision: str = "0002_sso"
 down_revision: str | None = "0001"
@@ -45,6 +80,7 @@ def upgrade() -> None:
             batch_op.f("ix_sso_codes_extension_id"), ["extension_id"], unique=False
         )
         batch_op.create_index(batch_op.f("ix_sso_codes_expires_at"), ["expires_at"], unique=False)
+    _drop_unsafe_return_urls()
 
 
 def downgrade() -> None:

@@ -235,3 +235,36 @@ async def test_an_unregistered_sso_redirect_uri_stops_at_microsoft(
     page = httpx.get(start.headers["location"], verify=cloud.emulator.ssl_context)
     assert page.status_code == 400 and "AADSTS50011" in page.text
     assert "location" not in page.headers
+
+
+async def test_an_unreachable_or_failing_identity_platform_is_reported(
+    sync_api: Api, cloud: Cloud
+) -> None:
+    sso = await sso_scenario(sync_api, cloud)
+    _, upn = await sso.synced_user()
+    tid = sso.s.tid
+    try:
+        cases = [
+            ({"action": "drop", "path": f"/{tid}/oauth2/v2.0/token"}, "login_unavailable"),
+            (
+                {"action": "error", "status": 503, "path": f"/{tid}/oauth2/v2.0/token"},
+                "invalid_token",
+            ),
+            (
+                {"action": "error", "status": 500, "path": f"/{tid}/discovery/v2.0/keys"},
+                "login_unavailable",
+            ),
+        ]
+        for fault, code in cases:
+            start = await sso.login()
+            params = sso.authorize(start.headers["location"], upn)
+            if "keys" in fault["path"]:
+                sso.s.control("POST", "/rotate-keys", json={"keep_previous": False})
+            made = cloud.control.post("/faults", json={"tenant_id": tid, "count": 1, **fault})
+            assert made.status_code == 201, made.text
+            landing = await sso.callback(params)
+            assert landing.params == {"sso_error": code}, (fault, landing)
+            cloud.control.delete("/faults")
+    finally:
+        cloud.control.delete("/faults")
+    assert "sso_code" in (await sso.sign_in(upn)).params
