@@ -28,6 +28,8 @@ from app.runs.outbox import OUTBOX, send_pending
 from app.runtime import Runtime
 from app.scheduling.supervisor import Supervisor
 from app.scheduling.timers import ScheduleTimers
+from app.sso.endpoints import me_router
+from app.sso.endpoints import router as sso_router
 from app.sync.endpoints import router as sync_router
 from app.sync.worker import Worker
 from app.tenants import service as tenants_service
@@ -136,6 +138,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(integration_router)
     app.include_router(callback_router)
     app.include_router(sync_router)
+    app.include_router(sso_router)
+    app.include_router(me_router)
     app.include_router(subscriptions_router)
     app.include_router(webhooks_router)
     errors.document(app)

@@ -15,6 +15,7 @@ from app.integration.models import Integration, OAuthState, SyncRule, TokenCache
 from app.notifications.models import GraphSubscription, NotificationEvent, PendingChanges
 from app.runs.models import DeltaLink, Outbox, SyncChange, SyncFailure, SyncRun
 from app.scheduling.models import ScheduleFire
+from app.sso.models import SsoCode
 from app.tenants.models import ApiKey, Pbx
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "Phonebook",
     "PhonebookVisibility",
     "ScheduleFire",
+    "SsoCode",
     "SyncChange",
     "SyncFailure",
     "SyncRule",

@@ -251,6 +251,42 @@ async def rotate_keys(request: Request) -> Response:
 
 
 @_endpoint
+async def add_id_token_tamper(request: Request) -> Response:
+    """Alter the tenant's next ID tokens (claims replaced or dropped, or a foreign signature)."""
+    tenant = _tenant(request)
+    data = await _body(request)
+    claims = data.get("claims", {})
+    drop = data.get("drop", [])
+    signing = data.get("signing", "tenant")
+    if not isinstance(claims, dict) or not isinstance(drop, list):
+        raise ControlError(400, "BadRequest", "claims must be an object and drop a list.")
+    if signing not in tokens.TAMPER_SIGNING:
+        raise ControlError(
+            400, "BadRequest", f"signing must be one of {', '.join(tokens.TAMPER_SIGNING)}."
+        )
+    count = _int(data, "count", 1)
+    if count < 1:
+        raise ControlError(400, "BadRequest", "count must be at least 1.")
+    tamper = tokens.IdTokenTamper(
+        claims=claims, drop=[str(d) for d in drop], signing=signing, count=count
+    )
+    tokens.id_token_tampering(_state(request), tenant).append(tamper)
+    return JSONResponse(tamper.to_json(), status_code=201)
+
+
+@_endpoint
+async def list_id_token_tampering(request: Request) -> Response:
+    pending = tokens.id_token_tampering(_state(request), _tenant(request))
+    return JSONResponse({"value": [t.to_json() for t in pending]})
+
+
+@_endpoint
+async def clear_id_token_tampering(request: Request) -> Response:
+    tokens.id_token_tampering(_state(request), _tenant(request)).clear()
+    return Response(status_code=204)
+
+
+@_endpoint
 async def list_changes(request: Request) -> Response:
     tenant = _tenant(request)
     since = int(request.query_params.get("since", "0"))
@@ -852,6 +888,9 @@ def control_routes() -> list[Route]:
         Route(t + "/expire-delta-tokens", expire_delta_tokens, methods=["POST"]),
         Route(t + "/rotate-keys", rotate_keys, methods=["POST"]),
         Route(t + "/changes", list_changes, methods=["GET"]),
+        Route(t + "/id-token-tampering", add_id_token_tamper, methods=["POST"]),
+        Route(t + "/id-token-tampering", list_id_token_tampering, methods=["GET"]),
+        Route(t + "/id-token-tampering", clear_id_token_tampering, methods=["DELETE"]),
         Route(t + "/tokens", mint_token, methods=["POST"]),
         Route(t + "/apps", create_app, methods=["POST"]),
         Route(t + "/apps", list_apps, methods=["GET"]),

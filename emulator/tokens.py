@@ -16,7 +16,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -280,7 +280,65 @@ def issue_id_token(
         claims["name"] = user.display_name or ""
     if "email" in scopes and user.mail:
         claims["email"] = user.mail
+    tamper = take_id_token_tamper(state, tenant)
+    if tamper is not None:
+        return tamper.sign(tenant, claims)
     return _sign(tenant, claims)
+
+
+# --- tampered ID tokens (tests of relying parties) --------------------------------------------
+
+TamperSigning = Literal["tenant", "unknown_key", "forged_kid"]
+TAMPER_SIGNING: tuple[str, ...] = ("tenant", "unknown_key", "forged_kid")
+
+
+@dataclass
+class IdTokenTamper:
+    """The next `count` ID tokens of a tenant are altered: claims replaced or dropped, and/or signed
+    by a key the JWKS does not publish (`unknown_key`: a new kid; `forged_kid`: the tenant's kid
+    in the header, another key's signature). What an attacker or a broken proxy would hand over."""
+
+    claims: dict[str, Any] = field(default_factory=dict)
+    drop: list[str] = field(default_factory=list)
+    signing: TamperSigning = "tenant"
+    count: int = 1
+    issued: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "claims": self.claims,
+            "drop": self.drop,
+            "signing": self.signing,
+            "count": self.count,
+            "issued": self.issued,
+        }
+
+    def sign(self, tenant: Tenant, claims: dict[str, Any]) -> str:
+        altered = {k: v for k, v in {**claims, **self.claims}.items() if k not in self.drop}
+        if self.signing == "tenant":
+            return _sign(tenant, altered)
+        stranger = _new_key()
+        kid = signing_key(tenant).kid if self.signing == "forged_kid" else stranger.kid
+        return jwt.encode(
+            altered, stranger.private_key, algorithm="RS256", headers={"kid": kid, "x5t": kid}
+        )
+
+
+def id_token_tampering(state: EmulatorState, tenant: Tenant) -> list[IdTokenTamper]:
+    pending: dict[str, list[IdTokenTamper]] = state.extra.setdefault("id_token_tampering", {})
+    return pending.setdefault(tenant.id, [])
+
+
+def take_id_token_tamper(state: EmulatorState, tenant: Tenant) -> IdTokenTamper | None:
+    """The alteration for the ID token being issued now, if one is pending (oldest first)."""
+    pending = id_token_tampering(state, tenant)
+    if not pending:
+        return None
+    tamper = pending[0]
+    tamper.issued += 1
+    if tamper.issued >= tamper.count:
+        pending.pop(0)
+    return tamper
 
 
 def _pairwise_sub(user_id: str, app_id: str) -> str:

@@ -8,6 +8,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from app.return_urls import check_allowed
 from app.schema_types import Id
 
 Status = Literal["not_configured", "awaiting_consent", "connected", "disabled", "error"]
@@ -161,7 +162,26 @@ class PresenceSyncRules(_Strict):
 
 class SsoRules(_Strict):
     enabled: bool = False
-    allowed_return_urls: list[str] = Field(default_factory=list, max_length=100)
+    allowed_return_urls: list[str] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Where Linkus clients may receive their sign-in: absolute https URLs, http "
+        "only on a loopback host, or a custom scheme (linkus://sso); matched by scheme, host, "
+        "port and path prefix",
+    )
+
+    @field_validator("allowed_return_urls")
+    @classmethod
+    def _urls(cls, value: list[str]) -> list[str]:
+        problems = []
+        for i, url in enumerate(value):
+            try:
+                check_allowed(url)
+            except ValueError as exc:
+                problems.append(f"[{i}] {url[:100]!r}: {exc}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return list(dict.fromkeys(value))
 
 
 class DeletionGuard(_Strict):

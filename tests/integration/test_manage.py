@@ -442,7 +442,6 @@ async def test_sections_not_built_yet_are_refused_not_reported_done(
     for path, body in (
         ("contacts-sync", {"enabled": True}),
         ("presence-sync", {"enabled": True}),
-        ("sso", {"enabled": True, "allowed_return_urls": ["https://pbx.example.com/linkus/"]}),
     ):
         resp = await cloud_api.client.put(f"/api/v1/integration/{path}", json=body, headers=h)
         assert resp.status_code == 422 and resp.json()["code"] == "not_available", path
