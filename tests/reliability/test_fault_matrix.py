@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
@@ -256,3 +257,68 @@ async def test_a_process_killed_during_apply_leaves_no_half_applied_scope(
     # All or nothing: the killed apply committed nothing, so the retry created every extension.
     assert killed_changes == 0
     assert retry["users"]["created"] == len(synced) > 2500
+
+
+async def test_the_emulator_killed_mid_fetch_fails_the_run_and_deletes_nothing(
+    database_url: str, tmp_path: Any
+) -> None:
+    from app.main import create_app
+    from emulator.faults import clear_faults
+    from emulator.testing import run_emulator
+    from tests.conftest import _truncate, make_settings
+
+    engine = create_engine(database_url)
+    await _truncate(engine)
+    await engine.dispose()
+    # A cloud of this test's own, so that killing it leaves the shared one alone.
+    first = run_emulator(tmp_path)
+    emulator = first.__enter__()
+    cloud = Cloud(emulator)
+    port = int(emulator.base_url.rsplit(":", 1)[1])
+    app = create_app(make_settings(database_url, worker_enabled=False, **cloud.settings()))
+    replica = Replica(database_url, cloud)
+    restarted = None
+    try:
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://test"
+            ) as client,
+        ):
+            replica.wait_ready()
+            case = Case(Api(client, app), cloud, database_url)
+            initial = await case.start(users=200, delete_when=["deleted"])
+            before = await case.extensions()
+            gone = sorted(before)[:5]
+            for uid in gone:
+                case.control("DELETE", f"/users/{uid}")
+            case.control("POST", "/expire-delta-tokens")
+            case.fault(action="latency", latency_ms=800, path=r"^/v1\.0/users$")
+            cloud.clear_requests()
+            failing = await case.update_now()
+            deadline = time.monotonic() + 30
+            while not cloud.requests("/v1.0/users"):
+                assert time.monotonic() < deadline, "the run never read Graph"
+                await asyncio.sleep(0.05)
+            first.kill()
+            _, failed = await case.wait_runs(2)
+            assert failed["id"] == failing and failed["status"] == "failed", failed
+            assert failed["error"]["scope"] == "users"
+            assert await case.extensions() == before
+            integration = (await client.get("/api/v1/integration", headers=case.h)).json()
+            assert integration["status"] == "connected"  # an outage is not a credential error
+            # The same cloud comes back on the same address: the next run converges.
+            clear_faults(emulator.state)
+            restarted = run_emulator(tmp_path, port=port, state=emulator.state)
+            restarted.__enter__()
+            await case.update_now()
+            *_, converged = await case.wait_runs(3)
+            assert converged["status"] == initial["status"], converged
+            assert converged["users"]["deleted"] == 5
+            assert set(await case.extensions()) == set(before) - set(gone)
+    finally:
+        replica.stop()
+        cloud.control.close()
+        if restarted is not None:
+            restarted.__exit__(None, None, None)
+        first.__exit__(None, None, None)
