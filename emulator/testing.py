@@ -115,8 +115,11 @@ class _EmulatorThread:
         with running.client(timeout=5) as client:
             client.get("/_emulator/health").raise_for_status()
 
-    def stop(self) -> None:
+    def stop(self, *, abrupt: bool = False) -> None:
         if self.server is not None:
+            # Abrupt: no grace for requests under way; their connections drop, as when the
+            # process is killed.
+            self.server.force_exit = abrupt
             self.server.should_exit = True
         if self.thread is not None:
             self.thread.join(timeout=10)
@@ -154,6 +157,10 @@ class run_emulator(contextlib.AbstractContextManager["RunningEmulator"]):
 
     def __enter__(self) -> RunningEmulator:
         return self._runner.start()
+
+    def kill(self) -> None:
+        """Stop serving at once: requests under way lose their connections."""
+        self._runner.stop(abrupt=True)
 
     def __exit__(
         self,
