@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from app.db import create_engine, session_scope, sessionmaker
-from app.sync.models import SyncRun
+from app.runs.models import SyncRun
 from tests.cloud import Cloud
 from tests.conftest import Api
 from tests.reliability.proxy import CuttableProxy

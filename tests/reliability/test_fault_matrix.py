@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from app.db import create_engine, session_scope, sessionmaker
-from app.sync.models import SyncChange, SyncRun
+from app.runs.models import SyncChange, SyncRun
 from tests.cloud import Cloud, EntraTenant, connect
 from tests.conftest import Api
 from tests.reliability.proxy import CuttableProxy

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.db import session_scope
-from app.sync import repository as sync_repo
+from app.runs import repository as runs_repo
 from app.sync.worker import Worker
 from tests.cloud import Cloud, connect
 from tests.conftest import Api
@@ -142,7 +142,7 @@ class World:
         """A worker claims the waiting run and dies; a survivor reaps it and runs the retry."""
         runtime = self.s.api.app.state.runtime
         async with session_scope(runtime.sessionmaker) as session:
-            claimed = await sync_repo.claim_next(session, "doomed", timedelta(seconds=-1))
+            claimed = await runs_repo.claim_next(session, "doomed", timedelta(seconds=-1))
         if claimed is not None:
             await Worker(runtime, name="survivor").reap()
         await self.run_all()
