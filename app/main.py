@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy import text
 
 from app import errors, logs, metrics, migrate
+from app.clock import Clock
 from app.config import Settings, get_settings
 from app.db import create_engine, session_scope, sessionmaker
 from app.directory.endpoints import router as directory_router
@@ -36,7 +37,9 @@ PBX routes take `Authorization: Bearer <PBX API key>`; operator routes (`/api/v1
 `ADMIN_API_KEY`. Errors are RFC 9457 problem documents with a stable `code`."""
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> FastAPI:
+    """The service; `clock` replaces the system clocks (tests pass a FakeClock)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         cfg = settings or get_settings()
@@ -45,8 +48,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = cfg
         app.state.engine = engine
         app.state.sessionmaker = sessionmaker(engine)
-        app.state.runtime = Runtime.create(cfg, app.state.sessionmaker)
-        app.state.inbox = Inbox(app.state.sessionmaker)
+        app.state.runtime = Runtime.create(cfg, app.state.sessionmaker, clock)
+        app.state.inbox = Inbox(app.state.sessionmaker, app.state.runtime.clock)
         app.state.worker = Worker(
             app.state.runtime,
             lease_seconds=cfg.worker_lease_seconds,
@@ -63,7 +66,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if cfg.worker_enabled:
             app.state.worker.start()
         app.state.timers = ScheduleTimers(
-            app.state.runtime, poll_seconds=cfg.schedule_poll_seconds, on_fire=app.state.worker.wake
+            app.state.runtime,
+            poll_seconds=cfg.schedule_poll_seconds,
+            on_fire=app.state.worker.wake,
+            clock_start=cfg.schedule_clock_start,
         )
         if cfg.scheduler_enabled:
             app.state.timers.start()

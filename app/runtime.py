@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.clock import Clock
 from app.config import Settings
 from app.crypto import Box
 from app.graph.auth import Msal
@@ -22,6 +23,8 @@ class Runtime:
     box: Box
     msal: Msal
     graph_http: httpx.AsyncClient
+    # Time and waiting (tests give a FakeClock: no real sleeps, time moved on demand).
+    clock: Clock = field(default_factory=Clock)
     # Access tokens kept in memory per PBX (token, monotonic time fetched), to spare MSAL calls.
     tokens: dict[str, tuple[str, float]] = field(default_factory=dict)
     token_locks: defaultdict[str, asyncio.Lock] = field(
@@ -29,13 +32,19 @@ class Runtime:
     )
 
     @classmethod
-    def create(cls, settings: Settings, maker: async_sessionmaker[AsyncSession]) -> Runtime:
+    def create(
+        cls,
+        settings: Settings,
+        maker: async_sessionmaker[AsyncSession],
+        clock: Clock | None = None,
+    ) -> Runtime:
         return cls(
             settings=settings,
             sessionmaker=maker,
             box=Box(settings.effective_secret_key),
             msal=Msal(settings.login_base_url, settings.ca_bundle),
             graph_http=GraphClient.http_client(settings.ca_bundle),
+            clock=clock or Clock(),
         )
 
     async def close(self) -> None:

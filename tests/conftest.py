@@ -16,6 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from app import migrate
+from app.clock import FakeClock
 from app.config import Settings
 from app.main import create_app
 from app.models import Base
@@ -103,12 +104,19 @@ class Api:
 
 
 @pytest.fixture
-async def app_factory(database_url: str) -> AsyncIterator[Any]:
+def clock() -> FakeClock:
+    """The test's clock: every app a test starts runs on it. Sleeps (Graph backoff, Retry-After)
+    pass at once and move it ahead; `clock.advance(s)` moves it for everything waiting on it."""
+    return FakeClock()
+
+
+@pytest.fixture
+async def app_factory(database_url: str, clock: FakeClock) -> AsyncIterator[Any]:
     """Start apps on the test database (lifespan included); all are shut down after the test."""
     stack: list[Any] = []
 
     async def start(**overrides: Any) -> Api:
-        app = create_app(make_settings(database_url, **overrides))
+        app = create_app(make_settings(database_url, **overrides), clock=clock)
         ctx = app.router.lifespan_context(app)
         await ctx.__aenter__()
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")

@@ -7,7 +7,6 @@ import contextlib
 import logging
 import os
 import socket
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -70,20 +69,20 @@ class Worker:
                 await self._task
 
     async def _loop(self) -> None:
+        clock = self.runtime.clock
         while not self._stopping:
             # Each chore on its own: one that keeps failing must not stop the others.
             await self._chore("reaping", self.reap)
-            if time.monotonic() - self._last_purge > PURGE_EVERY_SECONDS:
-                self._last_purge = time.monotonic()
+            if clock.monotonic() - self._last_purge > PURGE_EVERY_SECONDS:
+                self._last_purge = clock.monotonic()
                 await self._chore("purging the change log", self.purge)
             await self._chore("counting notifications", self._process_notifications)
-            if time.monotonic() - self._last_subscription_check > self.subscription_check_seconds:
-                self._last_subscription_check = time.monotonic()
+            if clock.monotonic() - self._last_subscription_check > self.subscription_check_seconds:
+                self._last_subscription_check = clock.monotonic()
                 await self._chore("subscriptions", self.maintain_subscriptions)
             await self._chore("running", self._drain)
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+            await clock.wait(self.poll_seconds, self._wake)
 
     async def _chore(self, what: str, step: Callable[[], Awaitable[Any]]) -> None:
         try:
@@ -129,7 +128,7 @@ class Worker:
     async def _heartbeat(self, run_id: str) -> None:
         interval = self.lease.total_seconds() / 3
         while True:
-            await asyncio.sleep(interval)
+            await self.runtime.clock.wait(interval)
             async with session_scope(self.runtime.sessionmaker) as session:
                 await repo.renew_lease(session, run_id, self.name, utcnow() + self.lease)
 

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from app.clock import FakeClock
 from app.config import Settings
 from app.db import session_scope
 from app.main import create_app
@@ -55,7 +56,11 @@ class Served:
 
 @pytest.fixture
 async def served(
-    app_factory: Any, database_url: str, cloud: Cloud, service_tls: dict[str, str]
+    app_factory: Any,
+    database_url: str,
+    cloud: Cloud,
+    service_tls: dict[str, str],
+    clock: FakeClock,
 ) -> AsyncIterator[Served]:
     from app.db import create_engine
     from tests.conftest import _truncate
@@ -66,7 +71,7 @@ async def served(
     port = free_port()
     public = f"https://127.0.0.1:{port}"
     overrides = dict(
-        public_base_url=public, change_batch_size=3, change_delay_seconds=1, **cloud.settings()
+        public_base_url=public, change_batch_size=3, change_delay_seconds=600, **cloud.settings()
     )
     # The emulator trusts the service's private CA, and delivers at once.
     cloud.control.put(
@@ -85,7 +90,8 @@ async def served(
         scheduler_enabled=False,
         **overrides,
     )
-    with ServedApp(create_app(settings), port, tls=(service_tls["cert"], service_tls["key"])):
+    served_app = create_app(settings, clock=clock)
+    with ServedApp(served_app, port, tls=(service_tls["cert"], service_tls["key"])):
         pbx, h = await driver.new_pbx()
         await connect(driver, cloud, tenant, h)
         yield Served(Scenario(driver, cloud, tenant, pbx, h), public, service_tls["ca"])
@@ -155,7 +161,9 @@ async def test_a_single_change_waits_for_the_delay(served: Served) -> None:
     s.control("PATCH", f"/users/{uid}", json={"jobTitle": "Solo"})
     await served.wait_events(1)
     assert await processing.process(served.runtime) == []  # 1 < 3, and the delay has not passed
-    await asyncio.sleep(1.1)
+    served.runtime.clock.advance(590)
+    assert await processing.process(served.runtime) == []
+    served.runtime.clock.advance(11)  # ten minutes have passed since the event arrived
     assert len(await processing.process(served.runtime)) == 1
     [run] = await s.run_worker()
     assert run["trigger"] == "changes" and (await s.synced())[uid]["job_title"] == "Solo"
