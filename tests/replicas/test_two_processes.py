@@ -63,7 +63,9 @@ class Replica:
         return self.log is not None and text in self.log.read_text()
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + 60  # a bound on a cold start on a busy machine
+        deadline = (
+            time.monotonic() + 120
+        )  # a bound on a cold start (under coverage) on a busy machine
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, "a replica exited at start"
             try:
