@@ -10,8 +10,8 @@ PG_PORT ?= 5432
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP)
@@ -39,8 +39,12 @@ postgres:
 	for i in $$(seq 1 30); do pg_isready -q -h $(PG_HOST) -p $(PG_PORT) && exit 0; sleep 1; done; \
 	echo "PostgreSQL is not reachable at $(PG_HOST):$(PG_PORT); install it or set TEST_POSTGRES_URL" >&2; exit 1
 
+# The suite in parallel processes (pytest-xdist; each has its own emulator and databases), with
+# coverage combined across them. PYTEST_WORKERS=0 runs it in this process.
+PYTEST_WORKERS ?= auto
 pytest: install postgres
-	$(BIN)/python -m pytest --cov=app --cov-report=term --cov-fail-under=90 -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal \
+	  --cov=app --cov-report=term --cov-fail-under=90 -p no:cacheprovider $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AwareDatetime, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     # Scheduled syncs: each process re-reads the schedules this often.
     scheduler_enabled: bool = True
     schedule_poll_seconds: float = Field(default=5.0, gt=0)
+    # The schedule timers' clock starts at this instant and runs on from there: a rehearsal of a
+    # schedule fire without waiting for its hour (unset in production).
+    schedule_clock_start: AwareDatetime | None = None
     # How often each process checks that the Graph subscriptions exist and renews them.
     subscription_check_seconds: float = Field(default=60.0, gt=0)
     # Sync runs executed at once by one process (never two for one PBX).

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy import text
 
 from app import docs, errors, logs, metrics, migrate
+from app.clock import Clock
 from app.config import Settings, get_settings
 from app.db import create_engine, session_scope, sessionmaker, wakeup_of
 from app.directory.endpoints import router as directory_router
@@ -76,7 +77,9 @@ async def _purge(runtime: Runtime) -> int:
         return await runs_queue.purge(session)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> FastAPI:
+    """The service; `clock` replaces the system clocks (tests pass a FakeClock)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         cfg = settings or get_settings()
@@ -85,8 +88,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = cfg
         app.state.engine = engine
         app.state.sessionmaker = sessionmaker(engine)
-        app.state.runtime = Runtime.create(cfg, app.state.sessionmaker)
-        app.state.inbox = Inbox(app.state.sessionmaker)
+        app.state.runtime = Runtime.create(cfg, app.state.sessionmaker, clock)
+        app.state.inbox = Inbox(app.state.sessionmaker, app.state.runtime.clock)
         notifications_lifecycle.install(app.state.runtime)
         app.state.worker = Worker(
             app.state.runtime,
@@ -106,7 +109,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if cfg.worker_enabled:
             app.state.supervisor.start()
         app.state.timers = ScheduleTimers(
-            app.state.runtime, poll_seconds=cfg.schedule_poll_seconds, on_fire=app.state.worker.wake
+            app.state.runtime,
+            poll_seconds=cfg.schedule_poll_seconds,
+            on_fire=app.state.worker.wake,
+            clock_start=cfg.schedule_clock_start,
         )
         if cfg.scheduler_enabled:
             app.state.timers.start()

@@ -16,6 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from app import migrate
+from app.clock import FakeClock
 from app.config import Settings
 from app.main import create_app
 from app.models import Base
@@ -44,6 +45,8 @@ def postgres_url() -> Iterator[str]:
             await conn.close()
 
     asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    # A throw-away database: commits need not wait for the disk.
+    asyncio.run(admin(f'ALTER DATABASE "{name}" SET synchronous_commit = off'))
     try:
         yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     finally:
@@ -75,13 +78,18 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
 
 
 async def _truncate(engine: Any) -> None:
+    """Empty every table, children first, and restart the id sequences. (DELETE of a few rows is
+    far cheaper than PostgreSQL's TRUNCATE, which replaces each table's files.)"""
     tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
     async with engine.begin() as conn:
+        for name in tables:
+            await conn.execute(text(f"DELETE FROM {name}"))
         if conn.dialect.name == "postgresql":
-            await conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        else:
-            for name in tables:
-                await conn.execute(text(f"DELETE FROM {name}"))
+            sequences = await conn.execute(
+                text("SELECT sequencename FROM pg_sequences WHERE schemaname = current_schema()")
+            )
+            for sequence in sequences.scalars().all():
+                await conn.execute(text(f'ALTER SEQUENCE "{sequence}" RESTART'))
 
 
 class Api:
@@ -103,12 +111,19 @@ class Api:
 
 
 @pytest.fixture
-async def app_factory(database_url: str) -> AsyncIterator[Any]:
+def clock() -> FakeClock:
+    """The test's clock: every app a test starts runs on it. Sleeps (Graph backoff, Retry-After)
+    pass at once and move it ahead; `clock.advance(s)` moves it for everything waiting on it."""
+    return FakeClock()
+
+
+@pytest.fixture
+async def app_factory(database_url: str, clock: FakeClock) -> AsyncIterator[Any]:
     """Start apps on the test database (lifespan included); all are shut down after the test."""
     stack: list[Any] = []
 
     async def start(**overrides: Any) -> Api:
-        app = create_app(make_settings(database_url, **overrides))
+        app = create_app(make_settings(database_url, **overrides), clock=clock)
         ctx = app.router.lifespan_context(app)
         await ctx.__aenter__()
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")

@@ -13,6 +13,7 @@ import random
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import httpx
 
 from app import metrics
+from app.clock import Clock
 from app.graph.errors import GraphError
 
 log = logging.getLogger("pbx_entra.graph")
@@ -58,7 +60,7 @@ class Page:
     raw: dict[str, Any]
 
 
-def retry_after_seconds(response: httpx.Response) -> float | None:
+def retry_after_seconds(response: httpx.Response, now: datetime | None = None) -> float | None:
     value = response.headers.get("Retry-After")
     if not value:
         return None
@@ -66,9 +68,8 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         try:
-            from datetime import UTC, datetime
-
-            return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
+            moment = now or datetime.now(UTC)
+            return max(0.0, (parsedate_to_datetime(value) - moment).total_seconds())
         except (TypeError, ValueError):
             return None
 
@@ -91,13 +92,14 @@ class GraphClient:
         *,
         http: httpx.AsyncClient,
         retry: RetryPolicy | None = None,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Clock | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._token = token
         self._http = http
         self.retry = retry or RetryPolicy()
-        self._sleep = sleep
+        # Backoff and Retry-After waits: the runtime's clock (a fake one in tests).
+        self.clock = clock or Clock()
         self.stats = CallStats()
 
     @staticmethod
@@ -165,7 +167,7 @@ class GraphClient:
                 if response.status_code in (429, 503, 504):
                     self.stats.throttled += 1
                     metrics.graph_throttled.inc()
-                hinted = retry_after_seconds(response)
+                hinted = retry_after_seconds(response, self.clock.now())
                 delay = (
                     min(hinted, self.retry.max_retry_after)
                     if hinted is not None
@@ -190,7 +192,7 @@ class GraphClient:
 
     async def _pause(self, seconds: float) -> None:
         self.stats.waited += seconds
-        await self._sleep(seconds)
+        await self.clock.sleep(seconds)
 
     async def get(
         self, path_or_url: str, params: dict[str, Any] | None = None, **kw: Any

@@ -192,7 +192,7 @@ async def _authorization_url(
         purpose="consent",
         flow_enc=runtime.box.encrypt(json.dumps(flow), associated=_flow_ad(state_hash)),
         return_url=integ.return_url,
-        expires_at=runtime.clock() + STATE_TTL,
+        expires_at=runtime.clock.now() + STATE_TTL,
     )
     return str(flow["auth_uri"])
 
@@ -264,7 +264,7 @@ async def callback(
     """The consent redirect: redeem the code, check the tenant, store the tokens, initialise."""
     state = params.get("state", "")
     row = await repo.take_state(session, _state_hash(state)) if state else None
-    now = runtime.clock()
+    now = runtime.clock.now()
     if row is None or row.purpose != "consent" or row.used_at is not None or row.expires_at < now:
         return CallbackOutcome(
             ok=False,

@@ -72,4 +72,6 @@ def graph_for(runtime: Runtime, pbx_id: str) -> GraphClient:
         return await access_token(runtime, pbx_id, force=force)
 
     token: TokenSource = source
-    return GraphClient(runtime.settings.graph_base_url, token, http=runtime.graph_http)
+    return GraphClient(
+        runtime.settings.graph_base_url, token, http=runtime.graph_http, clock=runtime.clock
+    )

@@ -64,7 +64,7 @@ async def _lifecycle(runtime: Runtime, pbx_id: str, subscription_id: str, event:
 
 async def _queue_due(runtime: Runtime) -> list[str]:
     settings = runtime.settings
-    now = runtime.clock()
+    now = runtime.clock.now()
     queued = []
     async with session_scope(runtime.sessionmaker) as session:
         for row in await repo.pending(session):

@@ -11,7 +11,6 @@ import asyncio
 import hashlib
 import hmac
 import logging
-import time
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -19,7 +18,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app import metrics
-from app.db import utcnow
+from app.clock import Clock
 from app.notifications import repository as repo
 
 log = logging.getLogger("pbx_entra.webhooks")
@@ -83,15 +82,16 @@ class Inbox:
 
     CACHE_SECONDS = 10.0
 
-    def __init__(self, maker: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, maker: async_sessionmaker[AsyncSession], clock: Clock | None = None) -> None:
         self.maker = maker
+        self.clock = clock or Clock()
         self.waiting: list[tuple[list[dict[str, Any]], asyncio.Future[int]]] = []
         self.writer: asyncio.Task[None] | None = None
         # subscription id -> (PBX id, clientState hash, monotonic time read)
         self.subscriptions: dict[str, tuple[str, str, float]] = {}
 
     async def _lookup(self, ids: set[str]) -> dict[str, tuple[str, str]]:
-        now = time.monotonic()
+        now = self.clock.monotonic()
         found = {
             i: (hit[0], hit[1])
             for i in ids
@@ -115,7 +115,7 @@ class Inbox:
             else:
                 valid.append(parsed)
         subs = await self._lookup({i.subscriptionId for i in valid})
-        now = utcnow()
+        now = self.clock.now()
         rows = []
         for item in valid:
             sub = subs.get(item.subscriptionId)

@@ -4,6 +4,9 @@ Every process keeps one date-triggered job per connected PBX, re-read from the d
 few seconds (the `schedule_version` column says when a schedule changed, so an edit through any
 replica reaches every replica). A fire first claims (pbx, fire time) in `schedule_fires`: with N
 replicas firing at once, one insert wins and queues the run.
+
+The timers read the Runtime's clock. SCHEDULE_CLOCK_START starts theirs at a given instant (it runs
+on from there): a rehearsal of a schedule fire without waiting for its hour.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -20,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from app.db import rowcount, session_scope, utcnow
+from app.db import rowcount, session_scope
 from app.integration.models import Integration
 from app.integration.schedule import next_fire
 from app.integration.triggers import queue_active
@@ -40,6 +43,9 @@ async def fire(runtime: Runtime, pbx_id: str, fire_at: datetime) -> str | None:
             insert(ScheduleFire).values(pbx_id=pbx_id, fire_at=fire_at).on_conflict_do_nothing()
         )
         if rowcount(claimed) == 0:
+            log.debug(
+                "scheduled sync of PBX %s at %s: claimed elsewhere", pbx_id, fire_at.isoformat()
+            )
             return None
         queued = await queue_active(session, pbx_id, "schedule")
         if queued is None:
@@ -50,15 +56,28 @@ async def fire(runtime: Runtime, pbx_id: str, fire_at: datetime) -> str | None:
 
 
 class ScheduleTimers:
-    def __init__(self, runtime: Runtime, *, poll_seconds: float = 5.0, on_fire: Any = None) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        poll_seconds: float = 5.0,
+        on_fire: Any = None,
+        clock_start: datetime | None = None,
+    ) -> None:
         self.runtime = runtime
         self.poll_seconds = poll_seconds
         self.on_fire = on_fire
+        self.clock_start = clock_start
+        # How far the schedules' clock is ahead of the runtime's.
+        self.offset = timedelta(0)
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         self.versions: dict[str, tuple[int, str]] = {}
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
+        if self.clock_start is not None:
+            self.offset = self.clock_start - self.runtime.clock.now()
+            log.warning("the schedules' clock starts at %s", self.clock_start.isoformat())
         self.scheduler.start()
         self._task = asyncio.create_task(self._poll(), name="schedule-poll")
 
@@ -76,11 +95,15 @@ class ScheduleTimers:
                 await self.refresh()
             except Exception:
                 log.exception("reading the schedules failed")
-            await asyncio.sleep(self.poll_seconds)
+            await self.runtime.clock.wait(self.poll_seconds)
+
+    def now(self) -> datetime:
+        """The time as the schedules see it."""
+        return self.runtime.clock.now() + self.offset
 
     async def refresh(self, now: datetime | None = None) -> None:
         """Bring the jobs in line with the database: one per connected PBX, at its next fire."""
-        now = now or utcnow()
+        now = now or self.now()
         async with session_scope(self.runtime.sessionmaker) as session:
             rows = (
                 await session.execute(
@@ -106,13 +129,16 @@ class ScheduleTimers:
                 self.scheduler.remove_job(pbx_id)
 
     def next_run(self, pbx_id: str) -> datetime | None:
+        """The next fire planned for this PBX, on the schedules' clock."""
         job = self.scheduler.get_job(pbx_id)
-        return job.next_run_time if job else None
+        return job.args[1] if job else None
 
     def _plan(self, pbx_id: str, at: datetime) -> None:
+        # APScheduler waits on the system clock: when does it show `at` on the schedules' one?
+        system_at = at - self.offset - timedelta(seconds=self.runtime.clock.offset)
         self.scheduler.add_job(
             self._fire,
-            DateTrigger(run_date=at),
+            DateTrigger(run_date=system_at),
             args=[pbx_id, at],
             id=pbx_id,
             replace_existing=True,

@@ -126,7 +126,7 @@ class Worker:
     async def _heartbeat(self, run_id: str) -> None:
         interval = self.lease.total_seconds() / 3
         while True:
-            await asyncio.sleep(interval)
+            await self.runtime.clock.wait(interval)
             async with session_scope(self.runtime.sessionmaker) as session:
                 await runs_repo.renew_lease(session, run_id, self.name, utcnow() + self.lease)
 

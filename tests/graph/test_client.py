@@ -9,21 +9,14 @@ import httpx
 import pytest
 import respx
 
+from app.clock import FakeClock
 from app.graph.client import GraphClient, RetryPolicy, retry_after_seconds
 from app.graph.errors import GraphError
 
 BASE = "https://graph.test/v1.0"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.slept: list[float] = []
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-
-
-def client(clock: Clock, **retry: float) -> tuple[GraphClient, list[bool]]:
+def client(clock: FakeClock, **retry: float) -> tuple[GraphClient, list[bool]]:
     forced: list[bool] = []
 
     async def token(force: bool) -> str:
@@ -31,9 +24,7 @@ def client(clock: Clock, **retry: float) -> tuple[GraphClient, list[bool]]:
         return "tok-2" if force else "tok-1"
 
     policy = RetryPolicy(**retry) if retry else RetryPolicy(base_backoff=0.01)
-    return GraphClient(
-        BASE, token, http=httpx.AsyncClient(), retry=policy, sleep=clock.sleep
-    ), forced
+    return GraphClient(BASE, token, http=httpx.AsyncClient(), retry=policy, clock=clock), forced
 
 
 def test_retry_after_forms() -> None:
@@ -42,13 +33,18 @@ def test_retry_after_forms() -> None:
     assert (
         25 <= (retry_after_seconds(httpx.Response(429, headers={"Retry-After": later})) or 0) <= 31
     )
+    # An HTTP date counts from the clock's now (the runtime's clock in the client).
+    at = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+    dated = httpx.Response(429, headers={"Retry-After": format_datetime(at, usegmt=True)})
+    assert retry_after_seconds(dated, now=at - timedelta(seconds=42)) == 42.0
+    assert retry_after_seconds(dated, now=at + timedelta(seconds=5)) == 0.0
     assert retry_after_seconds(httpx.Response(429, headers={"Retry-After": "soon"})) is None
     assert retry_after_seconds(httpx.Response(429)) is None
 
 
 @respx.mock
 async def test_401_refreshes_the_token_once() -> None:
-    clock = Clock()
+    clock = FakeClock()
     graph, forced = client(clock)
     route = respx.get(f"{BASE}/organization").mock(
         side_effect=[
@@ -65,7 +61,7 @@ async def test_401_refreshes_the_token_once() -> None:
 
 @respx.mock
 async def test_transport_errors_back_off_then_give_up() -> None:
-    clock = Clock()
+    clock = FakeClock()
     graph, _ = client(clock, max_attempts=3, base_backoff=0.5)
     respx.get(f"{BASE}/users").mock(side_effect=httpx.ConnectError("refused"))
     with pytest.raises(GraphError) as err:
@@ -76,7 +72,7 @@ async def test_transport_errors_back_off_then_give_up() -> None:
 
 @respx.mock
 async def test_retry_after_is_bounded_and_the_total_wait_too() -> None:
-    clock = Clock()
+    clock = FakeClock()
     graph, _ = client(clock, max_attempts=10, max_retry_after=5, max_total_wait=12)
     respx.get(f"{BASE}/users").mock(
         return_value=httpx.Response(
@@ -93,7 +89,7 @@ async def test_retry_after_is_bounded_and_the_total_wait_too() -> None:
 
 @respx.mock
 async def test_server_errors_without_retry_after_back_off_exponentially() -> None:
-    clock = Clock()
+    clock = FakeClock()
     graph, _ = client(clock, max_attempts=4, base_backoff=1)
     respx.get(f"{BASE}/groups").mock(
         side_effect=[httpx.Response(500), httpx.Response(502), httpx.Response(200, json={})]
@@ -104,7 +100,7 @@ async def test_server_errors_without_retry_after_back_off_exponentially() -> Non
 
 @respx.mock
 async def test_errors_without_a_graph_body_and_empty_answers() -> None:
-    clock = Clock()
+    clock = FakeClock()
     graph, _ = client(clock)
     respx.get(f"{BASE}/bad").mock(return_value=httpx.Response(400, text="<html>nope</html>"))
     with pytest.raises(GraphError) as err:
@@ -116,7 +112,7 @@ async def test_errors_without_a_graph_body_and_empty_answers() -> None:
 
 @respx.mock
 async def test_batch_retries_throttled_items_alone() -> None:
-    clock = Clock()
+    clock = FakeClock()
     graph, _ = client(clock)
     calls: list[list[str]] = []
 

@@ -12,7 +12,6 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 import pytest
 
-from app.db import utcnow
 from tests.cloud import Cloud, configure, connect
 from tests.conftest import Api
 
@@ -54,25 +53,21 @@ async def test_sign_in_link_expires_after_ten_minutes(
 ) -> None:
     tenant = cloud.tenant(users=0, groups=0, seed=1)
     _, h = await cloud_api.new_pbx()
-    runtime = cloud_api.app.state.runtime
-
-    def later(delta: timedelta) -> None:
-        monkeypatch.setattr(runtime, "clock", lambda: utcnow() + delta)
+    clock = cloud_api.app.state.runtime.clock  # the test's FakeClock
 
     url = (await configure(cloud_api, tenant, h)).json()["authorization_url"]
     late = cloud.follow_authorize(url)
-    later(timedelta(minutes=10, seconds=5))
+    clock.advance(timedelta(minutes=10, seconds=5).total_seconds())
     expired = await cloud_api.client.post("/integration/callback", data=late)
     assert expired.status_code == 400 and "expired" in expired.text
     body = (await cloud_api.client.get("/api/v1/integration", headers=h)).json()
     assert body["status"] == "awaiting_consent"
 
-    monkeypatch.setattr(runtime, "clock", utcnow)
     url = (await cloud_api.client.post("/api/v1/integration/reauthorize", headers=h)).json()[
         "authorization_url"
     ]
     in_time = cloud.follow_authorize(url)
-    later(timedelta(minutes=9, seconds=50))
+    clock.advance(timedelta(minutes=9, seconds=50).total_seconds())
     ok = await cloud_api.client.post("/integration/callback", data=in_time)
     assert ok.status_code == 200
     body = (await cloud_api.client.get("/api/v1/integration", headers=h)).json()

@@ -36,7 +36,9 @@ async def test_consent_in_chromium_connects_the_pbx(
     import httpx
 
     with ServedApp(create_app(settings), port) as served:
-        async with httpx.AsyncClient(base_url=served.base_url) as client:
+        # Saving the integration proves the secret against the identity platform: a bound that
+        # holds on a busy machine, not httpx's 5 s default.
+        async with httpx.AsyncClient(base_url=served.base_url, timeout=60) as client:
             put = await client.put(
                 "/api/v1/integration",
                 json={

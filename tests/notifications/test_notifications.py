@@ -17,6 +17,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from app.clock import FakeClock
 from app.config import Settings
 from app.db import session_scope, utcnow
 from app.main import create_app
@@ -61,8 +62,9 @@ async def served(
     database_url: str,
     cloud: Cloud,
     service_tls: dict[str, str],
+    clock: FakeClock,
 ) -> AsyncIterator[Served]:
-    """Small change triggers (3 events, 1 s) unless parametrised with "defaults"."""
+    """Small change triggers (3 events, 600 s) unless parametrised with "defaults"."""
     from app.db import create_engine
     from tests.conftest import _truncate
 
@@ -76,7 +78,7 @@ async def served(
         if getattr(request, "param", None) == "defaults"
         else {
             "change_batch_size": 3,
-            "change_delay_seconds": 1,
+            "change_delay_seconds": 600,
         }
     )
     overrides = dict(public_base_url=public, **triggers, **cloud.settings())
@@ -97,7 +99,8 @@ async def served(
         scheduler_enabled=False,
         **overrides,
     )
-    with ServedApp(create_app(settings), port, tls=(service_tls["cert"], service_tls["key"])):
+    served_app = create_app(settings, clock=clock)
+    with ServedApp(served_app, port, tls=(service_tls["cert"], service_tls["key"])):
         pbx, h = await driver.new_pbx()
         await connect(driver, cloud, tenant, h)
         yield Served(Scenario(driver, cloud, tenant, pbx, h), public, service_tls["ca"])
@@ -168,7 +171,9 @@ async def test_a_single_change_waits_for_the_delay(served: Served) -> None:
     s.control("PATCH", f"/users/{uid}", json={"jobTitle": "Solo"})
     await served.wait_events(1)
     assert await processing.process(served.runtime) == []  # 1 < 3, and the delay has not passed
-    await asyncio.sleep(1.1)
+    served.runtime.clock.advance(590)
+    assert await processing.process(served.runtime) == []
+    served.runtime.clock.advance(11)  # ten minutes have passed since the event arrived
     assert len(await processing.process(served.runtime)) == 1
     [run] = await s.run_worker()
     assert run["trigger"] == "changes" and (await s.synced())[uid]["job_title"] == "Solo"
@@ -249,9 +254,9 @@ async def test_change_trigger_defaults_ten_events_or_600_seconds(
     await served.wait_events(11)
     runtime = served.runtime
     assert await processing.process(runtime) == []
-    monkeypatch.setattr(runtime, "clock", lambda: utcnow() + timedelta(seconds=595))
+    runtime.clock.advance(595)
     assert await processing.process(runtime) == []
-    monkeypatch.setattr(runtime, "clock", lambda: utcnow() + timedelta(seconds=601))
+    runtime.clock.advance(6)
     assert len(await processing.process(runtime)) == 1
     [run] = await s.run_worker()
     assert run["trigger"] == "changes" and (await s.synced())[ids[0]]["job_title"] == "Later"

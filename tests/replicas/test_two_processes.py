@@ -4,6 +4,7 @@ and a run whose process is killed is taken over by the other."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import signal
@@ -11,15 +12,17 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import func, select
 
+from app.clock import FakeClock
 from app.db import create_engine, session_scope, sessionmaker, utcnow
-from app.notifications.models import GraphSubscription, PendingChanges
+from app.notifications.models import GraphSubscription, NotificationEvent, PendingChanges
 from app.notifications.webhooks import client_state_hash
 from app.runs.models import SyncRun
 from tests.cloud import Cloud, connect
@@ -27,8 +30,11 @@ from tests.conftest import ADMIN_KEY, SECRET_KEY, Api, free_port
 
 
 class Replica:
-    def __init__(self, database_url: str, cloud: Cloud, **env: str) -> None:
+    def __init__(
+        self, database_url: str, cloud: Cloud, log: Path | None = None, **env: str
+    ) -> None:
         self.port = free_port()
+        self.log = log
         self.base = f"http://127.0.0.1:{self.port}"
         environment = {
             **os.environ,
@@ -46,15 +52,21 @@ class Replica:
             "CHANGE_DELAY_SECONDS": "3600",
             **env,
         }
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve", "--port", str(self.port), "--no-migrate"],
-            env=environment,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        with open(log or os.devnull, "wb") as stderr:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "app", "serve", "--port", str(self.port), "--no-migrate"],
+                env=environment,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+            )
+
+    def logged(self, text: str) -> bool:
+        return self.log is not None and text in self.log.read_text()
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + 30
+        deadline = (
+            time.monotonic() + 120
+        )  # a bound on a cold start (under coverage) on a busy machine
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, "a replica exited at start"
             try:
@@ -84,7 +96,7 @@ def database_url(postgres_url: str) -> str:
 
 
 @pytest.fixture
-async def api(database_url: str, cloud: Cloud) -> AsyncIterator[Api]:
+async def api(database_url: str, cloud: Cloud, clock: FakeClock) -> AsyncIterator[Api]:
     """The service in the test's own loop, without a worker: the replicas do the work."""
     from app.main import create_app
     from tests.conftest import _truncate, make_settings
@@ -92,7 +104,8 @@ async def api(database_url: str, cloud: Cloud) -> AsyncIterator[Api]:
     engine = create_engine(database_url)
     await _truncate(engine)
     await engine.dispose()
-    app = create_app(make_settings(database_url, worker_enabled=False, **cloud.settings()))
+    settings = make_settings(database_url, worker_enabled=False, **cloud.settings())
+    app = create_app(settings, clock=clock)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client,
@@ -100,16 +113,21 @@ async def api(database_url: str, cloud: Cloud) -> AsyncIterator[Api]:
         yield Api(client, app)
 
 
+@contextlib.contextmanager
+def running(*replicas: Replica) -> Iterator[list[Replica]]:
+    try:
+        for r in replicas:
+            r.wait_ready()
+        yield list(replicas)
+    finally:
+        for r in replicas:
+            r.stop()
+
+
 @pytest.fixture
 def replicas(database_url: str, cloud: Cloud, api: Api) -> Iterator[list[Replica]]:
-    started = [Replica(database_url, cloud), Replica(database_url, cloud)]
-    try:
-        for r in started:
-            r.wait_ready()
+    with running(Replica(database_url, cloud), Replica(database_url, cloud)) as started:
         yield started
-    finally:
-        for r in started:
-            r.stop()
 
 
 async def _count(database_url: str, stmt: Any) -> int:
@@ -151,31 +169,49 @@ async def _wait(predicate: Any, timeout: float, what: str) -> None:
 
 
 async def test_a_schedule_fire_queues_one_run(
-    replicas: list[Replica], api: Api, cloud: Cloud, database_url: str
+    api: Api, cloud: Cloud, database_url: str, tmp_path: Path
 ) -> None:
-    pbx, h = await _setup(api, cloud, database_url)
-    now = utcnow()
-    fire_at = (now + timedelta(minutes=1)).replace(second=0, microsecond=0)
-    if (fire_at - now).total_seconds() < 5:
-        fire_at += timedelta(minutes=1)
+    # Connected and synced once by the test's own worker; then a daily schedule at 06:00 UTC.
+    tenant = cloud.tenant(users=5, groups=0, seed=3)
+    pbx, h = await api.new_pbx()
+    await connect(api, cloud, tenant, h)
+    resp = await api.client.put("/api/v1/integration/user-sync", json={"enabled": True}, headers=h)
+    assert resp.status_code == 200
+    assert await api.app.state.worker.run_once() == resp.json()["initial_run_id"]
     resp = await api.client.put(
-        "/api/v1/integration/schedule",
-        json={"frequency": "daily", "time": fire_at.strftime("%H:%M")},
-        headers=h,
+        "/api/v1/integration/schedule", json={"frequency": "daily", "time": "06:00"}, headers=h
     )
     assert resp.status_code == 200
+    fire_at = datetime.fromisoformat(resp.json()["next_scheduled_sync_at"])
+    assert (fire_at.hour, fire_at.minute) == (6, 0)
+    # Two real processes whose schedule clocks start 3 s before that fire: each fires it.
+    start = (fire_at - timedelta(seconds=3)).isoformat()
+    pair = [
+        Replica(
+            database_url,
+            cloud,
+            tmp_path / f"r{i}.log",
+            SCHEDULE_CLOCK_START=start,
+            LOG_LEVEL="DEBUG",
+        )
+        for i in range(2)
+    ]
     scheduled = (
         select(func.count())
         .select_from(SyncRun)
         .where(SyncRun.pbx_id == pbx["id"], SyncRun.trigger == "schedule")
     )
+    line = f"scheduled sync of PBX {pbx['id']} at {fire_at.isoformat()}"
+    with running(*pair):
 
-    async def fired() -> bool:
-        return await _count(database_url, scheduled) >= 1
+        async def both_fired() -> bool:
+            return all(r.logged(line) for r in pair)
 
-    await _wait(fired, (fire_at - utcnow()).total_seconds() + 15, "the schedule did not fire")
-    await asyncio.sleep(2)  # the other replica's timer fired too by now
-    assert await _count(database_url, scheduled) == 1
+        await _wait(both_fired, 30, "the replicas' timers did not fire")
+        assert await _count(database_url, scheduled) == 1
+        assert sum(r.logged(f"{line}: claimed elsewhere") for r in pair) == 1
+    runs = (await api.client.get("/api/v1/sync-runs", headers=h)).json()["items"]
+    assert [r["trigger"] for r in runs] == ["schedule", "initial"]
 
 
 async def test_notifications_posted_to_either_replica_count_once(
@@ -210,12 +246,19 @@ async def test_notifications_posted_to_either_replica_count_once(
         PendingChanges.pbx_id == pbx["id"]
     )
 
-    async def counted() -> bool:
-        return await _count(database_url, pending) >= 40
+    unprocessed = (
+        select(func.count())
+        .select_from(NotificationEvent)
+        .where(NotificationEvent.processed_at.is_(None))
+    )
 
-    await _wait(counted, 15, "the notifications were not counted")
-    await asyncio.sleep(1.5)  # both replicas' workers have had their passes
+    async def all_processed() -> bool:
+        return await _count(database_url, unprocessed) == 0
+
+    # Once every event is marked processed, nothing is left to count twice.
+    await _wait(all_processed, 15, "the notifications were not counted")
     assert await _count(database_url, pending) == 40
+    assert await _count(database_url, select(func.count()).select_from(NotificationEvent)) == 40
 
 
 async def test_a_killed_replica_s_run_is_taken_over(

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 from app.config import Settings
-from app.db import create_engine, sessionmaker
+from app.db import create_engine, sessionmaker, utcnow
 from app.runtime import Runtime
 from app.scheduling.schedule import next_fire
 from app.scheduling.timers import ScheduleTimers, fire
@@ -115,3 +116,27 @@ async def test_replicas_firing_at_once_queue_one_run(
         for engine, rt in replicas:
             await rt.close()
             await engine.dispose()
+
+
+async def test_a_schedule_clock_started_just_before_a_fire_fires_it(
+    sync_api: Api, cloud: Cloud
+) -> None:
+    s = await scenario(sync_api, cloud, users=2, groups=0, seed=1)
+    await s.put_rules("user-sync", {"enabled": True})
+    await s.run_worker()
+    runtime = s.api.app.state.runtime
+    at = next_fire("daily", [], "00:30", "UTC", runtime.clock.now())
+    fired = asyncio.Event()
+    # The schedules' clock starts 0.2 s before the fire: APScheduler, on the system clock, fires
+    # it 0.2 s from now rather than at the next 00:30.
+    timers = ScheduleTimers(runtime, clock_start=at - timedelta(seconds=0.2), on_fire=fired.set)
+    timers.start()
+    try:
+        await asyncio.wait_for(fired.wait(), 15)
+        runs = await s.run_worker()
+        assert [r["trigger"] for r in runs] == ["schedule"]
+        assert timers.next_run(s.pbx["id"]) == at + timedelta(days=1)
+        job = timers.scheduler.get_job(s.pbx["id"])
+        assert abs(job.next_run_time - (utcnow() + timedelta(days=1))) < timedelta(seconds=15)
+    finally:
+        await timers.stop()

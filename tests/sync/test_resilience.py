@@ -117,10 +117,15 @@ async def test_a_dead_worker_run_is_interrupted_and_retried(sync_api: Api, cloud
     runtime = s.api.app.state.runtime
     # A worker claims the run and dies before its first heartbeat.
     async with session_scope(runtime.sessionmaker) as session:
-        claimed = await runs_repo.claim_next(session, "dead-worker", timedelta(seconds=0.2))
+        claimed = await runs_repo.claim_next(session, "dead-worker", timedelta(seconds=60))
     assert claimed is not None
-    await asyncio.sleep(0.3)
     survivor = Worker(runtime, name="survivor")
+    assert await survivor.reap() == 0  # the lease still holds
+    # Its lease runs out (set in the past rather than waited for).
+    async with session_scope(runtime.sessionmaker) as session:
+        row = await runs_repo.get(session, claimed.id, for_update=True)
+        assert row is not None and row.locked_until is not None
+        row.locked_until = row.locked_until - timedelta(seconds=61)
     assert await survivor.reap() == 1
     dead = await s.run(claimed.id)
     assert dead["status"] == "interrupted" and dead["error"]["code"] == "worker_lost"
