@@ -35,8 +35,12 @@ class Case:
         self.pbx: dict[str, Any]
         self.h: dict[str, str]
 
-    async def start(self, users: int, **rules: Any) -> dict[str, Any]:
+    async def start(
+        self, users: int, token_lifetime: int | None = None, **rules: Any
+    ) -> dict[str, Any]:
         self.tenant = self.cloud.tenant(users=users, groups=0, seed=11)
+        if token_lifetime is not None:
+            self.cloud.configure(self.tenant, access_token_lifetime=token_lifetime)
         self.pbx, self.h = await self.api.new_pbx(max_extensions=users + 10)
         await connect(self.api, self.cloud, self.tenant, self.h)
         resp = await self.api.client.put(
@@ -154,19 +158,29 @@ async def test_a_fault_midway_through_paging_deletes_nothing(
     assert converged["status"] == initial["status"], converged
     assert converged["users"]["deleted"] == 5
     after = await case.extensions()
-    assert set(after) == set(before) - set(gone)
+    # The deleted users' extensions went, and only those (a user whose address clashed with a
+    # deleted one's may have got an extension now).
+    assert not set(after) & set(gone) and set(before) - set(gone) <= set(after)
 
 
 async def test_revoked_consent_turns_the_status_to_error_and_deletes_nothing(
-    service: Replica, case: Case
+    service: Replica, case: Case, database_url: str, cloud: Cloud
 ) -> None:
-    await case.start(users=30, delete_when=["deleted", "disabled"])
+    # Access tokens of a minute: MSAL redeems the refresh token for the next run.
+    await case.start(users=30, token_lifetime=60, delete_when=["deleted", "disabled"])
     before = await case.extensions()
     for uid in sorted(before)[:3]:
         case.control("DELETE", f"/users/{uid}")
     case.control("POST", f"/apps/{case.tenant.client_id}/revoke-consent")
-    await case.update_now()
-    _, run = await case.wait_runs(2)
+    # The next process to work for the PBX holds no token in memory either.
+    service.stop()
+    fresh = Replica(database_url, cloud)
+    try:
+        fresh.wait_ready()
+        await case.update_now()
+        _, run = await case.wait_runs(2)
+    finally:
+        fresh.stop()
     assert run["status"] == "failed", run
     integration = (await case.api.client.get("/api/v1/integration", headers=case.h)).json()
     assert integration["status"] == "error"
@@ -315,7 +329,8 @@ async def test_the_emulator_killed_mid_fetch_fails_the_run_and_deletes_nothing(
             *_, converged = await case.wait_runs(3)
             assert converged["status"] == initial["status"], converged
             assert converged["users"]["deleted"] == 5
-            assert set(await case.extensions()) == set(before) - set(gone)
+            after = set(await case.extensions())
+            assert not after & set(gone) and set(before) - set(gone) <= after
     finally:
         replica.stop()
         cloud.control.close()
