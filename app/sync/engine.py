@@ -245,6 +245,10 @@ class RunExecutor:
                             await self._add_scope("groups")
                     elif scope == "groups":
                         await self.sync_groups()
+                    elif scope == "contacts":
+                        from app.sync.scope_contacts import sync_contacts
+
+                        await sync_contacts(self)
                     else:
                         self.report.warnings.append(
                             {

@@ -1,0 +1,365 @@
+"""The contacts scope of a run: fetch (Graph) → plan (pure) → guard → apply (one transaction) →
+report. One entry point, `sync_contacts(executor)`, which the run executor calls.
+
+Personal contacts: every synced user in the contacts range (all synced users, or the synced users
+in the chosen groups, transitively; group members who are not synced users are reported, never
+added). Shared mailboxes: the chosen ones, or every shared mailbox.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app import metrics
+from app.db import session_scope
+from app.directory import repository as directory_repo
+from app.graph.client import GraphClient
+from app.integration.models import SyncRule
+from app.integration.schemas import ContactsSyncRules
+from app.sync import repository as repo
+from app.sync.apply_contacts import SCOPE, apply_contacts
+from app.sync.fetch_contacts import (
+    LINK_PREFIX,
+    MailboxCandidates,
+    Progress,
+    all_mailboxes,
+    chosen_mailboxes,
+    link_resource,
+    read_folders,
+    transitive_user_ids,
+)
+from app.sync.guard import over_bounds
+from app.sync.plan_contacts import (
+    ContactsInput,
+    ContactsPlan,
+    FolderRead,
+    Mailbox,
+    PbxContact,
+    PbxPhonebook,
+    owners_needed,
+    plan_contacts,
+)
+
+if TYPE_CHECKING:
+    from app.sync.engine import RunExecutor
+
+MAILBOX_DENIED = "mailbox_access_denied"
+SUMMARY_MAX = 1000
+
+
+@dataclass
+class Fetched:
+    personal: dict[str, FolderRead] = field(default_factory=dict)
+    users: dict[str, str] = field(default_factory=dict)
+    mailboxes: dict[str, Mailbox] = field(default_factory=dict)
+    links: dict[str, str] = field(default_factory=dict)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    all_full: bool = True
+
+
+def _warn(fetched: Fetched, source: str | None, code: str, message: str) -> None:
+    fetched.warnings.append({"source_id": source, "code": code, "message": message})
+
+
+async def _personal_range(
+    graph: GraphClient, cfg: ContactsSyncRules, synced: dict[str, str], fetched: Fetched
+) -> dict[str, str]:
+    """Entra user id → extension id of the users whose personal contacts are synced."""
+    range_ = cfg.personal.range
+    if range_.mode != "groups":
+        return dict(synced)
+    chosen: dict[str, str] = {}
+    for group_id in sorted(set(range_.group_ids)):
+        members = await transitive_user_ids(graph, group_id)
+        if members is None:
+            _warn(fetched, group_id, "group_not_found", "The chosen group no longer exists.")
+            continue
+        beyond = members - set(synced)
+        if beyond:
+            _warn(
+                fetched,
+                group_id,
+                "contacts_range_beyond_user_sync",
+                f"{len(beyond)} member(s) of this group are not synced users: their contacts "
+                "are not synced (widen the user sync range to include them).",
+            )
+        chosen.update({uid: synced[uid] for uid in members if uid in synced})
+    return chosen
+
+
+async def _mailbox_range(
+    graph: GraphClient, cfg: ContactsSyncRules, fetched: Fetched
+) -> MailboxCandidates:
+    names: dict[str, str | None] = {m.mailbox_id: m.phonebook_name for m in cfg.shared.mailboxes}
+    if cfg.shared.mode == "all":
+        return await all_mailboxes(graph, names)
+    found = await chosen_mailboxes(graph, dict(names))
+    for mid in sorted(found.gone):
+        _warn(fetched, mid, "mailbox_not_found", "The chosen shared mailbox no longer exists.")
+    return found
+
+
+async def fetch(
+    graph: GraphClient,
+    cfg: ContactsSyncRules,
+    *,
+    synced: dict[str, str],
+    links: dict[str, str],
+    synced_books: set[str],
+    full: bool,
+    progress: Progress,
+) -> Fetched:
+    fetched = Fetched()
+    if cfg.personal.enabled:
+        fetched.users = await _personal_range(graph, cfg, synced, fetched)
+    candidates = MailboxCandidates()
+    if cfg.shared.enabled:
+        candidates = await _mailbox_range(graph, cfg, fetched)
+    owners = {uid: links.get(link_resource(uid)) for uid in fetched.users}
+    owners.update({mid: links.get(link_resource(mid)) for mid in candidates.found})
+    outcomes = await read_folders(graph, owners, full=full, progress=progress)
+    for uid in sorted(fetched.users):
+        outcome = outcomes[uid]
+        if outcome.status == "ok" and outcome.read is not None:
+            fetched.personal[uid] = outcome.read
+            fetched.all_full &= outcome.read.full
+            if outcome.link:
+                fetched.links[link_resource(uid)] = outcome.link
+        else:
+            _warn(
+                fetched,
+                uid,
+                "contacts_not_shared",
+                "This user has not shared the Contacts folder with the authorization account."
+                if outcome.status == "denied"
+                else "This user has no mailbox whose contacts can be read.",
+            )
+    specific = cfg.shared.mode == "specific"
+    for mid in sorted(candidates.found):
+        name, sure = candidates.found[mid]
+        outcome = outcomes[mid]
+        if outcome.status == "ok" and outcome.read is not None:
+            fetched.mailboxes[mid] = Mailbox(mid, name, outcome.read)
+            fetched.all_full &= outcome.read.full
+            if outcome.link:
+                fetched.links[link_resource(mid)] = outcome.link
+            continue
+        if not sure and mid not in synced_books:
+            continue  # a disabled account that may not be a shared mailbox at all
+        message = (
+            f"The authorization account can't read the shared mailbox {name!r}: add it as a "
+            "member of the mailbox."
+        )
+        fetched.mailboxes[mid] = Mailbox(mid, name, None)  # kept as it is
+        if specific:
+            fetched.failures.append(
+                {"entra_id": mid, "code": MAILBOX_DENIED, "message": message, "name": name}
+            )
+        else:
+            _warn(fetched, mid, MAILBOX_DENIED, message)
+    return fetched
+
+
+async def _current(
+    session: AsyncSession, pbx_id: str, inp: ContactsInput
+) -> tuple[list[PbxPhonebook], dict[str, list[PbxContact]], set[str]]:
+    books = [PbxPhonebook(*row) for row in await directory_repo.phonebooks(session, pbx_id)]
+    holders = await directory_repo.personal_contact_holders(session, pbx_id)
+    owners = owners_needed(inp, books, holders)
+    held: dict[str, list[PbxContact]] = {}
+    for row in await directory_repo.synced_contacts_of(session, pbx_id, owners):
+        cid, entra_id, ext_id, book_id, *rest = row
+        owner = str(ext_id or book_id)
+        held.setdefault(owner, []).append(
+            PbxContact(str(cid), str(entra_id), owner, *rest)  # type: ignore[arg-type]
+        )
+    return books, held, holders
+
+
+def _summary(plan: ContactsPlan) -> dict[str, Any]:
+    def cap(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return items[:SUMMARY_MAX]
+
+    return {
+        "counts": plan.counts(),
+        "creates": cap(
+            [
+                {"entra_id": c.entra_id, "owner_type": c.owner_kind, "owner": c.owner, **c.values}
+                for c in plan.creates[:SUMMARY_MAX]
+            ]
+        ),
+        "updates": cap(
+            [
+                {
+                    "contact_id": u.contact.id,
+                    "entra_id": u.contact.entra_id,
+                    "fields": {k: list(v) for k, v in u.fields.items()},
+                }
+                for u in plan.updates[:SUMMARY_MAX]
+            ]
+        ),
+        "deletes": cap(
+            [
+                {"contact_id": d.contact.id, "entra_id": d.contact.entra_id, "reason": d.reason}
+                for d in plan.deletes[:SUMMARY_MAX]
+            ]
+        ),
+        "phonebooks": {
+            "creates": [{"mailbox_id": b.mailbox_id, "name": b.name} for b in plan.book_creates],
+            "renames": [
+                {"phonebook_id": r.book.id, "name": [r.book.name, r.name]}
+                for r in plan.book_renames
+            ],
+            "deletes": [
+                {"phonebook_id": d.book.id, "mailbox_id": d.book.entra_id, "reason": d.reason}
+                for d in plan.book_deletes
+            ],
+        },
+    }
+
+
+def _report(executor: RunExecutor, plan: ContactsPlan, hold: bool, held_count: int) -> None:
+    counts = plan.counts()
+    if hold:
+        counts["deleted"] = 0
+    executor.report.counts[SCOPE] = counts
+    executor.report.warnings += [
+        {"scope": SCOPE, "source_id": w.source_id, "code": w.code, "message": w.message}
+        for w in plan.warnings
+    ]
+    if hold:
+        held = executor.report.held or {"extensions": [], "extension_groups": []}
+        held["contacts"] = held_count
+        held["phonebooks"] = [
+            {"id": d.book.id, "name": d.book.name, "mailbox_id": d.book.entra_id}
+            for d in plan.book_deletes
+        ]
+        executor.report.held = held
+
+
+async def _outstanding(
+    session: AsyncSession, pbx_id: str, plan: ContactsPlan, fetched: Fetched
+) -> list[dict[str, Any]]:
+    """Every failure of the scope still outstanding, also those of contacts not re-read."""
+    names = {f.source_id: f.display_name for f in plan.failures}
+    names.update({f["entra_id"]: f["name"] for f in fetched.failures})
+    rows = await repo.failures(session, pbx_id, SCOPE)
+    return [
+        {
+            "scope": SCOPE,
+            "source_id": f.entra_id,
+            "display_name": names.get(f.entra_id),
+            "code": f.code,
+            "message": f.message,
+            "first_failed_at": f.failed_at.isoformat(),
+        }
+        for f in sorted(rows.values(), key=lambda f: (f.code, f.entra_id))
+    ]
+
+
+async def sync_contacts(executor: RunExecutor) -> None:
+    runtime, pbx_id = executor.runtime, executor.pbx_id
+    async with session_scope(runtime.sessionmaker) as session:
+        section = await executor._section(session, "contacts_sync", SCOPE)
+        if section is None:
+            return
+        rule, guard = section
+        cfg = ContactsSyncRules.model_validate(rule.config)
+        links = await repo.delta_links(session, pbx_id, LINK_PREFIX)
+        known = await repo.failures(session, pbx_id, SCOPE)
+        synced = await directory_repo.synced_extension_ids_by_user(session, pbx_id)
+        synced_books = {
+            row[3]
+            for row in await directory_repo.phonebooks(session, pbx_id)
+            if row[2] == "entra" and row[3]
+        }
+    full = rule.needs_full_sync or executor.trigger in ("initial", "resync") or not links
+    fetched = await executor._fetch(
+        SCOPE,
+        lambda progress: fetch(
+            executor.graph,
+            cfg,
+            synced=synced,
+            links=links,
+            synced_books=synced_books,
+            full=full,
+            progress=progress,
+        ),
+        timing="contacts_fetch",
+    )
+    inp = ContactsInput(
+        personal=fetched.personal,
+        users=fetched.users,
+        personal_enabled=cfg.personal.enabled,
+        mailboxes=fetched.mailboxes,
+        shared_enabled=cfg.shared.enabled,
+    )
+    from app.sync.engine import set_progress
+
+    seen = sum(len(r.contacts) + len(r.removed) for r in fetched.personal.values())
+    await set_progress(runtime, executor.run_id, "applying", seen, seen)
+    async with session_scope(runtime.sessionmaker) as session:
+        t1 = time.perf_counter()
+        books, held, holders = await _current(session, pbx_id, inp)
+        plan = plan_contacts(inp, books, held, holders)
+        executor.timings["contacts_plan"] = time.perf_counter() - t1
+        deletions = plan.deletions()
+        synced_count = await directory_repo.count_synced_contacts(session, pbx_id)
+        hold = over_bounds(deletions, synced_count, guard)
+        _report(executor, plan, hold, deletions)
+        if executor.dry_run:
+            executor.report.counts[SCOPE] = plan.counts()
+            executor.report.failures += [
+                {
+                    "scope": SCOPE,
+                    "source_id": f.source_id,
+                    "display_name": f.display_name,
+                    "code": f.code,
+                    "message": f.message,
+                }
+                for f in plan.failures
+            ]
+            executor.report.plan = {**(executor.report.plan or {}), SCOPE: _summary(plan)}
+            return
+        t2 = time.perf_counter()
+        # Failures of mailboxes are re-evaluated on every run; those of contacts on full runs.
+        settled = {k for k, f in known.items() if f.code == MAILBOX_DENIED}
+        if fetched.all_full:
+            settled |= set(known)
+        await apply_contacts(
+            session,
+            pbx_id=pbx_id,
+            run_id=executor.run_id,
+            plan=plan,
+            apply_deletes=not hold,
+            known_failures=set(known),
+            scope_failures=[
+                {"entra_id": f["entra_id"], "code": f["code"], "message": f["message"]}
+                for f in fetched.failures
+            ],
+            settled=settled,
+        )
+        executor.report.failures += await _outstanding(session, pbx_id, plan, fetched)
+        if hold:
+            await executor._hold(session)
+        if full:
+            await repo.drop_delta_links(session, pbx_id, LINK_PREFIX)
+        for resource, link in fetched.links.items():
+            await repo.save_delta_link(session, pbx_id, resource, link)
+        rule_row = await session.get(SyncRule, (pbx_id, "contacts_sync"))
+        if rule_row is not None:
+            # Held deletions are not in the next delta round: list everything next time.
+            rule_row.needs_full_sync = hold
+        executor.timings["contacts_apply"] = time.perf_counter() - t2
+    for action, n in (
+        ("create", len(plan.creates)),
+        ("update", len(plan.updates)),
+        ("delete", 0 if hold else deletions),
+    ):
+        if n:
+            metrics.sync_objects.labels(SCOPE, action).inc(n)
