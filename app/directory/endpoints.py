@@ -105,9 +105,12 @@ async def personal_contacts(
     return Page[ContactOut](items=[ContactOut.model_validate(r) for r in rows], next_cursor=cursor)
 
 
-@router.get("/extensions/{ext_id}/visible-phonebooks", response_model=list[PhonebookOut])
-async def visible_phonebooks(pbx: CurrentPbx, session: Session, ext_id: str) -> list[PhonebookOut]:
-    return await service.visible_phonebooks(session, pbx, ext_id)
+@router.get("/extensions/{ext_id}/visible-phonebooks", response_model=Page[PhonebookOut])
+async def visible_phonebooks(
+    pbx: CurrentPbx, session: Session, ext_id: str, params: Paging
+) -> Page[PhonebookOut]:
+    items, cursor = await service.visible_phonebooks(session, pbx, ext_id, params)
+    return Page[PhonebookOut](items=items, next_cursor=cursor)
 
 
 @router.get("/extension-groups", response_model=Page[ExtensionGroupOut])

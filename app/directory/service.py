@@ -484,9 +484,14 @@ async def delete_contact(session: AsyncSession, pbx: Pbx, book_id: str, contact_
     await session.flush()
 
 
-async def visible_phonebooks(session: AsyncSession, pbx: Pbx, ext_id: str) -> list[PhonebookOut]:
+async def visible_phonebooks(
+    session: AsyncSession, pbx: Pbx, ext_id: str, params: PageParams
+) -> tuple[list[PhonebookOut], str | None]:
+    """The phonebooks this extension's Linkus user may see (Contact Visibility Permission)."""
     ext = await get_extension(session, pbx, ext_id)
     groups = await repo.groups_of_extension(session, ext.id)
-    stmt = repo.visible_phonebooks_query(pbx.id, ext.id, groups).order_by(Phonebook.name)
-    rows = list((await session.execute(stmt)).scalars())
-    return await _books_out(session, rows)
+    stmt = paginate(
+        repo.visible_phonebooks_query(pbx.id, ext.id, groups), Phonebook.name, Phonebook.id, params
+    )
+    rows, cursor = next_cursor(list((await session.execute(stmt)).scalars()), params, "name")
+    return await _books_out(session, rows), cursor

@@ -91,6 +91,32 @@ async def _group_names(runtime: Runtime, pbx_id: str, ids: list[str]) -> list[di
     ]
 
 
+async def _mailbox_names(
+    runtime: Runtime, pbx_id: str, mailboxes: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Chosen shared mailboxes with their display names; `missing` when Entra no longer has
+    them (None when Graph could not be asked)."""
+    if not mailboxes:
+        return []
+    ids = [str(m["mailbox_id"]) for m in mailboxes]
+    try:
+        answers = await graph_for(runtime, pbx_id).get_each(
+            [f"/users/{mid}?$select=id,displayName" for mid in ids]
+        )
+    except (GraphError, TokenError):
+        return [{**m, "display_name": None, "missing": None} for m in mailboxes]
+    return [
+        {
+            **m,
+            "display_name": body.get("displayName")
+            if status == 200 and isinstance(body, dict)
+            else None,
+            "missing": True if status == 404 else (False if status == 200 else None),
+        }
+        for m, (status, body) in zip(mailboxes, answers, strict=True)
+    ]
+
+
 async def get_section(
     session: AsyncSession, runtime: Runtime, pbx: Pbx, section: str
 ) -> dict[str, Any]:
@@ -111,6 +137,15 @@ async def get_section(
         and integ.status == "connected"
     ):
         range_["groups"] = await _group_names(runtime, pbx.id, list(range_["group_ids"]))
+    if section == "contacts_sync" and integ is not None and integ.status == "connected":
+        personal_range = body["personal"]["range"]
+        if personal_range.get("group_ids"):
+            personal_range["groups"] = await _group_names(
+                runtime, pbx.id, list(personal_range["group_ids"])
+            )
+        body["shared"]["mailboxes"] = await _mailbox_names(
+            runtime, pbx.id, list(body["shared"]["mailboxes"])
+        )
     return body
 
 

@@ -149,12 +149,17 @@ async def fetch(
             if outcome.link:
                 fetched.links[link_resource(mid)] = outcome.link
             continue
-        if not sure and mid not in synced_books:
-            continue  # a disabled account that may not be a shared mailbox at all
-        message = (
-            f"The authorization account can't read the shared mailbox {name!r}: add it as a "
-            "member of the mailbox."
-        )
+        if sure:
+            message = (
+                f"The authorization account can't read the shared mailbox {name!r}: add it as "
+                "a member of the mailbox."
+            )
+        else:
+            # Graph would not say whether this disabled account is a shared mailbox.
+            message = (
+                f"The contacts of {name!r} can't be read: if it is a shared mailbox, add the "
+                "authorization account as a member of it."
+            )
         fetched.mailboxes[mid] = Mailbox(mid, name, None)  # kept as it is
         if specific:
             fetched.failures.append(

@@ -129,7 +129,7 @@ async def test_phonebooks_contacts_and_visibility(api: Api, database_url: str) -
     # By default a phonebook is visible to nobody.
     assert (
         await api.client.get(f"/api/v1/extensions/{a['id']}/visible-phonebooks", headers=h)
-    ).json() == []
+    ).json() == {"items": [], "next_cursor": None}
     vis = await api.client.put(
         f"/api/v1/phonebooks/{book['id']}/visibility",
         json={"all": False, "extension_ids": [a["id"]], "extension_group_ids": [group["id"]]},
@@ -144,14 +144,14 @@ async def test_phonebooks_contacts_and_visibility(api: Api, database_url: str) -
     for ext, visible in ((a, True), (b, True), (c, False)):
         seen = (
             await api.client.get(f"/api/v1/extensions/{ext['id']}/visible-phonebooks", headers=h)
-        ).json()
+        ).json()["items"]
         assert [x["id"] for x in seen] == ([book["id"]] if visible else []), ext["number"]
     await api.client.put(
         f"/api/v1/phonebooks/{book['id']}/visibility", json={"all": True}, headers=h
     )
     seen_c = (
         await api.client.get(f"/api/v1/extensions/{c['id']}/visible-phonebooks", headers=h)
-    ).json()
+    ).json()["items"]
     assert [x["id"] for x in seen_c] == [book["id"]]
     unknown = await api.client.put(
         f"/api/v1/phonebooks/{book['id']}/visibility", json={"extension_ids": ["nope"]}, headers=h

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app import migrate
 from app.config import Settings
 from app.logs import JsonFormatter, redact
 from app.main import create_app
@@ -25,7 +26,7 @@ async def test_readyz_ok_at_head(api: Api) -> None:
     resp = await api.client.get("/readyz")
     assert resp.status_code == 200
     body = resp.json()
-    assert body["status"] == "ok" and body["migration"] == body["head"] == "0001"
+    assert body["status"] == "ok" and body["migration"] == body["head"] == migrate.head_revision()
 
 
 async def _started(settings: Settings) -> tuple[Any, httpx.AsyncClient]:
