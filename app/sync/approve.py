@@ -27,6 +27,7 @@ from app.sync.fetch_users import fetch_users
 from app.sync.models import SyncRun
 from app.sync.plan_groups import GroupPlan, plan_groups
 from app.sync.plan_users import UserPlan, plan_users
+from app.sync.scope_contacts import HELD_KEY, approve_contacts
 from app.tenants.models import Pbx
 
 
@@ -93,6 +94,12 @@ async def approve_held(session: AsyncSession, runtime: Runtime, run: SyncRun) ->
             if grown:
                 raise _stale(grown, "extension groups")
             group_plan = GroupPlan(deletes=gplan.deletes)
+        held_contacts = set((run.plan or {}).get(HELD_KEY, []))
+        if held_contacts:
+            deleted = await approve_contacts(session, graph, run, held_contacts)
+            contacts = dict(counts.get("contacts", {}))
+            contacts["deleted"] = contacts.get("deleted", 0) + deleted
+            counts["contacts"] = contacts
     except (GraphError, TokenError) as exc:
         raise ProblemError(
             f"The directory could not be read: {exc}", status=502, code="graph_error"

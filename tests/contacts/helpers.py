@@ -98,7 +98,9 @@ async def all_items(s: Scenario, path: str) -> list[dict[str, Any]]:
 
 async def personal(s: Scenario, user_id: str) -> dict[str, dict[str, Any]]:
     """The extension's Linkus contacts by last name."""
-    ext = (await s.synced())[user_id]
+    ext = next(
+        e for e in await s.extensions() if user_id in (e["entra_user_id"], e["former_entra_id"])
+    )
     return {
         c["last_name"]: c for c in await all_items(s, f"/api/v1/extensions/{ext['id']}/contacts")
     }
