@@ -634,6 +634,39 @@ async def patch_contact(request: Request) -> Response:
 
 
 @_endpoint
+async def load_contacts(request: Request) -> Response:
+    """Contacts at scale (benchmarks): `{"owners": [uid, …] | "all_members": true,
+    "per_owner": 200, "share_with": uid, "mailboxes": 5, "per_mailbox": 2000, "member": uid,
+    "seed": 1}` → `{"owners": n, "mailboxes": [ids]}`."""
+    from emulator import generator
+
+    tenant = _tenant(request)
+    data = await _body(request)
+    if data.get("all_members"):
+        owners = [
+            u.id
+            for u in tenant.users.values()
+            if u.account_enabled and u.user_type == "Member" and u.mail and not u.is_admin
+        ]
+    else:
+        owners = [mutations.get_user(tenant, str(o)).id for o in data.get("owners", [])]
+    limit = data.get("limit")
+    if limit is not None:
+        owners = sorted(owners)[: int(limit)]
+    result = generator.load_contacts(
+        tenant,
+        owners=owners,
+        per_owner=int(data.get("per_owner", 0)),
+        share_with=data.get("share_with"),
+        mailboxes=int(data.get("mailboxes", 0)),
+        per_mailbox=int(data.get("per_mailbox", 0)),
+        member=data.get("member"),
+        seed=int(data.get("seed", 1)),
+    )
+    return JSONResponse(result)
+
+
+@_endpoint
 async def move_contact(request: Request) -> Response:
     """Body: `{"folder_id"}` → the contact under its new id."""
     tenant = _tenant(request)
@@ -905,6 +938,7 @@ def control_routes() -> list[Route]:
         Route(t + "/contacts/{cid}", patch_contact, methods=["PATCH"]),
         Route(t + "/contacts/{cid}", delete_contact, methods=["DELETE"]),
         Route(t + "/contacts/{cid}/move", move_contact, methods=["POST"]),
+        Route(t + "/contacts-load", load_contacts, methods=["POST"]),
         Route(t + "/groups", list_groups, methods=["GET"]),
         Route(t + "/groups", create_group, methods=["POST"]),
         Route(t + "/groups/{gid}", get_group, methods=["GET"]),

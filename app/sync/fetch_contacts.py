@@ -29,6 +29,9 @@ DELTA_REFUSED = {400, 403, 404, 501}
 LINK_PREFIX = "contacts:"
 # Stored instead of a delta link when a folder's delta was refused: list it in full next time.
 LIST_MARK = "list"
+# Stored for a folder that could not be read (not shared): next time one plain read tries it
+# (a delta request would be refused the same way and need the listing after it anyway).
+DENIED_MARK = "denied"
 BATCH_SIZE = 20
 PARALLEL_BATCHES = 3
 
@@ -64,6 +67,8 @@ class _Folder:
     mode: str  # delta | list
     read: FolderRead
     restarts: int = 0
+    # Read by listing only because it was not readable last time: try its delta next time.
+    retry_delta: bool = False
 
 
 @dataclass
@@ -129,10 +134,10 @@ async def read_folders(
             pending[owner_id] = _Folder(
                 owner_id, delta_url(owner_id), "delta", FolderRead(owner_id, True)
             )
-        elif link == LIST_MARK:
-            pending[owner_id] = _Folder(
-                owner_id, list_url(owner_id), "list", FolderRead(owner_id, True)
-            )
+        elif link in (LIST_MARK, DENIED_MARK):
+            folder = _Folder(owner_id, list_url(owner_id), "list", FolderRead(owner_id, True))
+            folder.retry_delta = link == DENIED_MARK
+            pending[owner_id] = folder
         else:
             pending[owner_id] = _Folder(owner_id, link, "delta", FolderRead(owner_id, False))
     outcomes: dict[str, FolderOutcome] = {}
@@ -156,7 +161,10 @@ async def read_folders(
                     folder.url = str(next_link)
                     following[owner_id] = folder
                     continue
-                link = body.get("@odata.deltaLink") if folder.mode == "delta" else LIST_MARK
+                if folder.mode == "delta":
+                    link = body.get("@odata.deltaLink")
+                else:
+                    link = None if folder.retry_delta else LIST_MARK
                 outcomes[owner_id] = FolderOutcome("ok", folder.read, str(link) if link else None)
             elif folder.mode == "delta" and status == 410 and folder.restarts < 2:
                 folder.restarts += 1
@@ -169,9 +177,13 @@ async def read_folders(
                 folder.read = FolderRead(owner_id, True)
                 following[owner_id] = folder
             elif status == 403:
-                outcomes[owner_id] = FolderOutcome("denied", error_code=_error(status, body).code)
+                outcomes[owner_id] = FolderOutcome(
+                    "denied", link=DENIED_MARK, error_code=_error(status, body).code
+                )
             elif status == 404:
-                outcomes[owner_id] = FolderOutcome("missing", error_code=_error(status, body).code)
+                outcomes[owner_id] = FolderOutcome(
+                    "missing", link=DENIED_MARK, error_code=_error(status, body).code
+                )
             else:
                 raise _error(status, body)
         pending = following

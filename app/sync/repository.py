@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, delete, insert, select, update
+from sqlalchemy import Select, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -131,6 +131,44 @@ async def save_delta_link(session: AsyncSession, pbx_id: str, resource: str, lin
     else:
         row.link = link
         row.updated_at = utcnow()
+
+
+async def save_delta_links(
+    session: AsyncSession, pbx_id: str, links: dict[str, str], stored: dict[str, str]
+) -> None:
+    """Save many links in bulk; `stored`: the links the database holds now (by resource)."""
+    now = utcnow()
+    changed = [
+        {"p": pbx_id, "r": resource, "link": link, "at": now}
+        for resource, link in links.items()
+        if resource in stored and stored[resource] != link
+    ]
+    new = [
+        {"pbx_id": pbx_id, "resource": resource, "link": link, "updated_at": now}
+        for resource, link in links.items()
+        if resource not in stored
+    ]
+    table = table_of(DeltaLink)
+    if changed:
+        stmt = (
+            update(table)
+            .where(table.c.pbx_id == bindparam("p"), table.c.resource == bindparam("r"))
+            .values(link=bindparam("link"), updated_at=bindparam("at"))
+        )
+        for chunk in range(0, len(changed), 1000):
+            await session.execute(stmt, changed[chunk : chunk + 1000])
+    for chunk in range(0, len(new), 1000):
+        await session.execute(insert(table), new[chunk : chunk + 1000])
+
+
+async def drop_delta_resources(session: AsyncSession, pbx_id: str, resources: set[str]) -> None:
+    ordered = sorted(resources)
+    for i in range(0, len(ordered), 500):
+        await session.execute(
+            delete(DeltaLink).where(
+                DeltaLink.pbx_id == pbx_id, DeltaLink.resource.in_(ordered[i : i + 500])
+            )
+        )
 
 
 async def drop_delta_links(session: AsyncSession, pbx_id: str, prefix: str) -> None:

@@ -134,6 +134,8 @@ async def fetch(
             if outcome.link:
                 fetched.links[link_resource(uid)] = outcome.link
         else:
+            if outcome.link:
+                fetched.links[link_resource(uid)] = outcome.link
             _warn(
                 fetched,
                 uid,
@@ -361,8 +363,11 @@ async def sync_contacts(executor: RunExecutor) -> None:
             }
         if full:
             await repo.drop_delta_links(session, pbx_id, LINK_PREFIX)
-        for resource, link in fetched.links.items():
-            await repo.save_delta_link(session, pbx_id, resource, link)
+        else:
+            # Folders no longer read (their owner left the range) start over if they return.
+            read_now = {link_resource(o) for o in (*fetched.users, *fetched.mailboxes)}
+            await repo.drop_delta_resources(session, pbx_id, set(links) - read_now)
+        await repo.save_delta_links(session, pbx_id, fetched.links, {} if full else links)
         rule_row = await session.get(SyncRule, (pbx_id, "contacts_sync"))
         if rule_row is not None:
             # Held deletions are not in the next delta round: list everything next time.

@@ -119,6 +119,14 @@ async def test_disable_and_disconnect(sync_api: Api, cloud: Cloud, delete: bool)
     else:
         assert books["Sales Desk"]["managed_by"] == "entra_frozen"
         assert managed(await personal(s, ids["ann"])) == {"entra_frozen"}
+        book_id = books["Sales Desk"]["id"]
+        kept = await book_contacts(s, book_id)
+        for path in (
+            f"/api/v1/phonebooks/{book_id}",
+            f"/api/v1/phonebooks/{book_id}/contacts/{kept['Desk']['id']}",
+        ):
+            resp = await s.api.client.delete(path, headers=s.h)
+            assert resp.status_code == 409 and resp.json()["code"] == "managed_by_entra"
     await post(s, "/api/v1/integration/disconnect", {**choice, "delete_phonebooks": False})
     await s.run_worker()
     books = await phonebooks(s)
