@@ -46,6 +46,14 @@ def _last_seq(ctl: httpx.Client) -> int:
     return 0
 
 
+def _phases(executor: Any) -> dict[str, float]:
+    return {
+        k.removeprefix("contacts_"): round(v, 2)
+        for k, v in executor.timings.items()
+        if k.startswith("contacts_")
+    }
+
+
 def _change_100(ctl: httpx.Client, tid: str, owners: list[str]) -> dict[str, int]:
     """100 contact changes over 20 users: per user 3 updates, 1 deletion, 1 creation."""
     done = {"updated": 0, "deleted": 0, "created": 0}
@@ -149,6 +157,7 @@ async def one(kind: str, args: argparse.Namespace, demo: dict[str, Any], workdir
             posts, _ = _batches(ctl, tid, seq)
             result.update(
                 quiet_wall_s=round(quiet_wall, 2),
+                quiet_phases=_phases(quiet),
                 quiet_graph_requests=quiet.graph.stats.requests,
                 quiet_batch_posts=posts,
                 quiet_written=sum(
@@ -164,6 +173,7 @@ async def one(kind: str, args: argparse.Namespace, demo: dict[str, Any], workdir
             result.update(
                 changes=changed,
                 inc_wall_s=round(inc_wall, 2),
+                inc_phases=_phases(inc),
                 inc_graph_requests=inc.graph.stats.requests,
                 inc_batch_posts=posts,
                 inc_counts={k: c[k] for k in ("created", "updated", "deleted", "unchanged")},

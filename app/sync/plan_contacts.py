@@ -30,6 +30,7 @@ PHONE_KEYS = {
     "business_phone": "business_key",
 }
 _NOT_DIGIT = re.compile(r"[^0-9]")
+_EXTENSION = re.compile(r"(?i)\s*(?:x|ext\.?)\s*\d+\s*$")
 
 
 def normalise_number(value: str | None) -> str | None:
@@ -37,7 +38,7 @@ def normalise_number(value: str | None) -> str | None:
     Extensions (`x123`, `ext 4`) are cut off; nothing left is None."""
     if not value:
         return None
-    text = re.split(r"(?i)\s*(?:x|ext\.?)\s*\d+\s*$", value.strip())[0]
+    text = _EXTENSION.split(value.strip())[0]
     digits = _NOT_DIGIT.sub("", text)
     if not digits:
         return None

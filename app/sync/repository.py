@@ -87,6 +87,16 @@ async def failures(session: AsyncSession, pbx_id: str, scope: str) -> dict[str, 
     return {f.entra_id: f for f in (await session.execute(stmt)).scalars()}
 
 
+async def failure_rows(
+    session: AsyncSession, pbx_id: str, scope: str
+) -> dict[str, tuple[str, str, datetime]]:
+    """entra id → (code, message, failed_at) of a scope's failures, without loading objects."""
+    stmt = select(
+        SyncFailure.entra_id, SyncFailure.code, SyncFailure.message, SyncFailure.failed_at
+    ).where(SyncFailure.pbx_id == pbx_id, SyncFailure.scope == scope)
+    return {r[0]: (r[1], r[2], r[3]) for r in await session.execute(stmt)}
+
+
 async def replace_failures(
     session: AsyncSession,
     pbx_id: str,

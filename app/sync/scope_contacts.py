@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import metrics
-from app.db import session_scope
+from app.db import session_scope, utcnow
 from app.directory import repository as directory_repo
 from app.graph.client import GraphClient
 from app.integration import repository as integ_repo
@@ -252,23 +253,38 @@ def _report(executor: RunExecutor, plan: ContactsPlan, hold: bool, held_count: i
         executor.report.held = held
 
 
-async def _outstanding(
-    session: AsyncSession, pbx_id: str, plan: ContactsPlan, fetched: Fetched
+def _outstanding(
+    known: dict[str, tuple[str, str, datetime]],
+    settled: set[str],
+    plan: ContactsPlan,
+    fetched: Fetched,
+    now: datetime,
 ) -> list[dict[str, Any]]:
-    """Every failure of the scope still outstanding, also those of contacts not re-read."""
-    names = {f.source_id: f.display_name for f in plan.failures}
-    names.update({f["entra_id"]: f["name"] for f in fetched.failures})
-    rows = await repo.failures(session, pbx_id, SCOPE)
-    return [
-        {
-            "scope": SCOPE,
-            "source_id": f.entra_id,
-            "display_name": names.get(f.entra_id),
-            "code": f.code,
-            "message": f.message,
-            "first_failed_at": f.failed_at.isoformat(),
+    """Every failure of the scope still outstanding after this run, also those of contacts not
+    re-read (the same rows the apply left in sync_failures)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for entra_id, (code, message, failed_at) in known.items():
+        if entra_id not in settled:
+            rows[entra_id] = {
+                "source_id": entra_id,
+                "display_name": None,
+                "code": code,
+                "message": message,
+                "first_failed_at": failed_at.isoformat(),
+            }
+    new = [(f.source_id, f.display_name, f.code, f.message) for f in plan.failures]
+    new += [(f["entra_id"], f["name"], f["code"], f["message"]) for f in fetched.failures]
+    for entra_id, name, code, message in new:
+        rows[entra_id] = {
+            "source_id": entra_id,
+            "display_name": name,
+            "code": code,
+            "message": message,
+            "first_failed_at": now.isoformat(),
         }
-        for f in sorted(rows.values(), key=lambda f: (f.code, f.entra_id))
+    return [
+        {"scope": SCOPE, **row}
+        for row in sorted(rows.values(), key=lambda r: (r["code"], r["source_id"]))
     ]
 
 
@@ -281,7 +297,7 @@ async def sync_contacts(executor: RunExecutor) -> None:
         rule, guard = section
         cfg = ContactsSyncRules.model_validate(rule.config)
         links = await repo.delta_links(session, pbx_id, LINK_PREFIX)
-        known = await repo.failures(session, pbx_id, SCOPE)
+        known = await repo.failure_rows(session, pbx_id, SCOPE)
         synced = await directory_repo.synced_extension_ids_by_user(session, pbx_id)
         synced_books = {
             row[3]
@@ -338,7 +354,7 @@ async def sync_contacts(executor: RunExecutor) -> None:
             return
         t2 = time.perf_counter()
         # Failures of mailboxes are re-evaluated on every run; those of contacts on full runs.
-        settled = {k for k, f in known.items() if f.code == MAILBOX_DENIED}
+        settled = {k for k, f in known.items() if f[0] == MAILBOX_DENIED}
         if fetched.all_full:
             settled |= set(known)
         await apply_contacts(
@@ -354,7 +370,8 @@ async def sync_contacts(executor: RunExecutor) -> None:
             ],
             settled=settled,
         )
-        executor.report.failures += await _outstanding(session, pbx_id, plan, fetched)
+        gone = settled | plan.settled | {d.contact.entra_id for d in plan.deletes}
+        executor.report.failures += _outstanding(known, gone, plan, fetched, utcnow())
         if hold:
             await executor._hold(session)
             executor.report.plan = {
