@@ -224,7 +224,7 @@ async def chosen_mailboxes(graph: GraphClient, chosen: dict[str, str | None]) ->
         if status == 200 and isinstance(body, dict):
             name = chosen[mid] or body.get("displayName") or body.get("mail") or mid
             result.found[mid] = (str(name), True)
-        elif status == 404:
+        elif status in (400, 404):  # 400: not an id Entra could have issued
             result.gone.add(mid)
         else:
             raise _error(status, body)

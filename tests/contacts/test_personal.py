@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from app.db import session_scope
+from app.directory.models import Contact
 from tests.cloud import Cloud
 from tests.conftest import Api
 from tests.contacts.helpers import (
@@ -56,6 +58,15 @@ async def test_shared_folders_sync_and_unshared_ones_are_warnings(
         "managed_by": "entra",
     }
     assert await personal(s, bob) == {}
+    # Numbers are kept as given and stored normalised for lookup.
+    async with session_scope(sync_api.app.state.runtime.sessionmaker) as session:
+        row = await session.get(Contact, pavel["id"])
+        assert row is not None
+        assert (row.business_key, row.mobile_key, row.home_key) == (
+            "+17325550102",
+            "+14255550199",
+            "02079460000",
+        )
     # Outlook was read with $select and through $batch.
     paths = [r for r in graph_requests(s) if "contacts" in r["path"]]
     assert paths and all("$select" in r["query"] or "select" in r["query"] for r in paths)
