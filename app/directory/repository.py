@@ -255,12 +255,18 @@ async def count_synced(session: AsyncSession, pbx_id: str) -> int:
 # Synced contacts (the contacts sync) ---------------------------------------------------------
 
 
-async def phonebooks(session: AsyncSession, pbx_id: str) -> list[tuple[str, str, str, str | None]]:
-    """(id, name, managed_by, entra_id) of every phonebook of the PBX."""
-    stmt = select(Phonebook.id, Phonebook.name, Phonebook.managed_by, Phonebook.entra_id).where(
-        Phonebook.pbx_id == pbx_id
-    )
-    return [(r[0], r[1], r[2], r[3]) for r in await session.execute(stmt)]
+async def phonebooks(
+    session: AsyncSession, pbx_id: str
+) -> list[tuple[str, str, str, str | None, str | None]]:
+    """(id, name, managed_by, entra_id, former_entra_id) of every phonebook of the PBX."""
+    stmt = select(
+        Phonebook.id,
+        Phonebook.name,
+        Phonebook.managed_by,
+        Phonebook.entra_id,
+        Phonebook.former_entra_id,
+    ).where(Phonebook.pbx_id == pbx_id)
+    return [(r[0], r[1], r[2], r[3], r[4]) for r in await session.execute(stmt)]
 
 
 async def personal_contact_holders(session: AsyncSession, pbx_id: str) -> set[str]:
@@ -279,7 +285,7 @@ async def personal_contact_holders(session: AsyncSession, pbx_id: str) -> set[st
 
 SYNCED_CONTACT_COLUMNS = (
     Contact.id,
-    Contact.entra_id,
+    func.coalesce(Contact.entra_id, Contact.former_entra_id),
     Contact.extension_id,
     Contact.phonebook_id,
     Contact.change_key,
@@ -290,22 +296,25 @@ SYNCED_CONTACT_COLUMNS = (
     Contact.mobile_phone,
     Contact.home_phone,
     Contact.business_phone,
+    Contact.managed_by,
 )
 
 
 async def synced_contacts_of(
     session: AsyncSession, pbx_id: str, owners: Iterable[str]
 ) -> list[tuple[object, ...]]:
-    """The synced contacts held by these extensions or phonebooks (rows of
-    SYNCED_CONTACT_COLUMNS)."""
+    """The synced contacts held by these extensions or phonebooks, and the released ones that
+    may be taken back (rows of SYNCED_CONTACT_COLUMNS, the Entra id or former one second)."""
     ids = sorted(set(owners))
     rows: list[tuple[object, ...]] = []
     for i in range(0, len(ids), 500):
         chunk = ids[i : i + 500]
         stmt = select(*SYNCED_CONTACT_COLUMNS).where(
             Contact.pbx_id == pbx_id,
-            Contact.managed_by == "entra",
-            Contact.entra_id.is_not(None),
+            or_(
+                (Contact.managed_by == "entra") & Contact.entra_id.is_not(None),
+                (Contact.managed_by == "pbx") & Contact.former_entra_id.is_not(None),
+            ),
             or_(Contact.extension_id.in_(chunk), Contact.phonebook_id.in_(chunk)),
         )
         rows += [tuple(r) for r in await session.execute(stmt)]

@@ -89,16 +89,29 @@ async def _phonebooks(
         )
         await session.execute(
             update(Phonebook),
-            [{"id": r.book.id, "name": r.name, "updated_at": now} for r in plan.book_renames],
+            [
+                {
+                    "id": r.book.id,
+                    "name": r.name,
+                    "updated_at": now,
+                    "managed_by": "entra",
+                    "entra_id": r.book.former_entra_id if r.adopt else r.book.entra_id,
+                    "former_entra_id": None,
+                }
+                for r in plan.book_renames
+            ],
         )
         for r in plan.book_renames:
+            fields: dict[str, Any] = {"name": [r.book.name, r.name]}
+            if r.adopt:
+                fields["managed_by"] = ["pbx", "entra"]
             await log.add(
                 "update",
                 "phonebook",
                 r.book.id,
-                r.book.entra_id,
+                r.book.former_entra_id if r.adopt else r.book.entra_id,
                 r.name,
-                {"name": [r.book.name, r.name]},
+                fields,
             )
     created: dict[str, str] = {}
     rows = []
@@ -174,18 +187,25 @@ async def apply_contacts(
                     **_keys(u.values),
                     "change_key": u.change_key,
                     "updated_at": now,
+                    # Released contacts taken back follow Outlook again.
+                    "managed_by": "entra",
+                    "entra_id": u.contact.entra_id,
+                    "former_entra_id": None,
                 }
                 for u in batch
             ]
             await session.execute(stmt, params)
             for u in batch:
+                changed: dict[str, Any] = {k: list(v) for k, v in u.fields.items()}
+                if u.contact.adopt:
+                    changed["managed_by"] = ["pbx", "entra"]
                 await log.add(
                     "update",
                     "contact",
                     u.contact.id,
                     u.contact.entra_id,
                     _label(u.values) or u.contact.label(),
-                    {k: list(v) for k, v in u.fields.items()},
+                    changed,
                 )
 
     for created in chunks(plan.creates):
@@ -261,4 +281,7 @@ def _update_columns() -> list[str]:
         "business_key",
         "change_key",
         "updated_at",
+        "managed_by",
+        "entra_id",
+        "former_entra_id",
     ]

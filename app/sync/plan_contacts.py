@@ -126,6 +126,9 @@ class PbxContact:
     mobile_phone: str | None
     home_phone: str | None
     business_phone: str | None
+    # Released earlier (managed_by "pbx", `entra_id` is its former Entra id): taken back when
+    # Outlook still has it, left alone otherwise.
+    adopt: bool = False
 
     def values(self) -> dict[str, str | None]:
         return {name: getattr(self, name) for name in FIELDS}
@@ -140,6 +143,7 @@ class PbxPhonebook:
     name: str
     managed_by: str
     entra_id: str | None
+    former_entra_id: str | None = None
 
 
 @dataclass
@@ -190,6 +194,7 @@ class PhonebookCreate:
 class PhonebookRename:
     book: PbxPhonebook
     name: str
+    adopt: bool = False  # a released phonebook of this mailbox, taken back
 
 
 @dataclass(frozen=True)
@@ -276,7 +281,7 @@ def _merge(plan: ContactsPlan, target: _Target, read: FolderRead, reason: str) -
         current = target.held.get(cid)
         if failure is not None:
             plan.failures.append(failure)
-            if current is not None:
+            if current is not None and not current.adopt:
                 # It can no longer be shown as it is in Outlook.
                 plan.deletes.append(ContactDelete(current, "invalid"))
             continue
@@ -287,6 +292,11 @@ def _merge(plan: ContactsPlan, target: _Target, read: FolderRead, reason: str) -
                 ContactCreate(cid, target.kind, target.owner, values, contact.change_key)
             )
             continue
+        if current.adopt:
+            old = current.values()
+            changed = {k: (old[k], v) for k, v in values.items() if old[k] != v}
+            plan.updates.append(ContactUpdate(current, values, contact.change_key, changed))
+            continue
         if contact.change_key is not None and contact.change_key == current.change_key:
             plan.unchanged += 1
             continue
@@ -296,7 +306,8 @@ def _merge(plan: ContactsPlan, target: _Target, read: FolderRead, reason: str) -
             plan.updates.append(ContactUpdate(current, values, contact.change_key, changed))
         else:
             plan.unchanged += 1
-    gone = set(target.held) - seen if read.full else read.removed & set(target.held)
+    ours = {cid for cid, c in target.held.items() if not c.adopt}
+    gone = ours - seen if read.full else read.removed & ours
     for cid in sorted(gone):
         plan.deletes.append(ContactDelete(target.held[cid], reason))
     plan.settled |= read.removed
@@ -304,7 +315,8 @@ def _merge(plan: ContactsPlan, target: _Target, read: FolderRead, reason: str) -
 
 def _drop_all(plan: ContactsPlan, held: list[PbxContact], reason: str) -> None:
     for c in sorted(held, key=lambda c: c.entra_id):
-        plan.deletes.append(ContactDelete(c, reason))
+        if not c.adopt:
+            plan.deletes.append(ContactDelete(c, reason))
 
 
 class _Names:
@@ -334,6 +346,7 @@ def _plan_phonebooks(
     contacts: dict[str, list[PbxContact]],
 ) -> None:
     synced = {b.entra_id: b for b in books if b.managed_by == "entra" and b.entra_id}
+    former = {b.former_entra_id: b for b in books if b.managed_by == "pbx" and b.former_entra_id}
     names = _Names(books)
     wanted = inp.mailboxes if inp.shared_enabled else {}
     for mailbox_id in sorted(set(synced) - set(wanted)):
@@ -344,7 +357,10 @@ def _plan_phonebooks(
     for mailbox_id in sorted(wanted):
         mailbox = wanted[mailbox_id]
         book: PbxPhonebook | None = synced.get(mailbox_id)
-        if book is not None and book.name != mailbox.name:
+        adopt = book is None and mailbox.read is not None and mailbox_id in former
+        if adopt:
+            book = former[mailbox_id]
+        if book is not None:
             names.release(book.name)
         name = names.claim(mailbox.name, mailbox_id)
         if name != mailbox.name:
@@ -362,8 +378,8 @@ def _plan_phonebooks(
             plan.book_creates.append(PhonebookCreate(mailbox_id, name))
             target = _Target("phonebook", mailbox_id, [])
         else:
-            if book.name != name:
-                plan.book_renames.append(PhonebookRename(book, name))
+            if book.name != name or adopt:
+                plan.book_renames.append(PhonebookRename(book, name, adopt))
             if mailbox.read is None:
                 continue
             target = _Target("phonebook", book.id, contacts.get(book.id, []))
@@ -385,6 +401,8 @@ def owners_needed(inp: ContactsInput, books: list[PbxPhonebook], holders: set[st
                 need.add(ext_id)
     wanted = inp.mailboxes if inp.shared_enabled else {}
     for book in books:
+        if book.managed_by == "pbx" and book.former_entra_id in wanted:
+            need.add(book.id)  # may be taken back with its contacts
         if book.managed_by != "entra" or not book.entra_id:
             continue
         mailbox = wanted.get(book.entra_id)

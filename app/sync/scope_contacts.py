@@ -184,10 +184,26 @@ async def _current(
     owners = owners_needed(inp, books, holders)
     held: dict[str, list[PbxContact]] = {}
     for row in await directory_repo.synced_contacts_of(session, pbx_id, owners):
-        cid, entra_id, ext_id, book_id, *rest = row
+        cid, entra_id, ext_id, book_id, *rest, managed_by = row
         owner = str(ext_id or book_id)
+        change_key, first, last, company, email, mobile, home, business = (
+            None if v is None else str(v) for v in rest
+        )
         held.setdefault(owner, []).append(
-            PbxContact(str(cid), str(entra_id), owner, *rest)  # type: ignore[arg-type]
+            PbxContact(
+                str(cid),
+                str(entra_id),
+                owner,
+                change_key,
+                first,
+                last,
+                company,
+                email,
+                mobile,
+                home,
+                business,
+                adopt=managed_by == "pbx",
+            )
         )
     return books, held, holders
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.cloud import Cloud
+from tests.cloud import Cloud, connect
 from tests.conftest import Api
 from tests.contacts.helpers import (
     add_contact,
@@ -191,3 +191,43 @@ async def test_dry_run_lists_contact_changes_and_writes_nothing(
     assert {c["entra_id"] for c in plan["creates"]} >= {fixed["id"]}
     assert plan["deletes"] == [] and plan["updates"] == []
     assert "Run" not in await personal(s, ids["ann"])
+
+
+async def test_a_later_connection_takes_back_retained_phonebooks_and_contacts(
+    sync_api: Api, cloud: Cloud
+) -> None:
+    s, ids, desk = await both(sync_api, cloud)
+    ann = ids["ann"]
+    before_book = (await phonebooks(s))["Sales Desk"]
+    before_contacts = await book_contacts(s, before_book["id"])
+    before_personal = await personal(s, ann)
+    choice = {"delete_extensions": False, "delete_extension_groups": False}
+    await post(s, "/api/v1/integration/disconnect", {**choice, "delete_phonebooks": False})
+    await s.run_worker()
+    assert (await phonebooks(s))["Sales Desk"]["managed_by"] == "pbx"
+    await connect(s.api, s.cloud, s.tenant, s.h)
+    await s.put_rules("user-sync", {"enabled": True})
+    await s.run_worker()
+    await contacts_rules(
+        s,
+        personal={"enabled": True},
+        shared={"enabled": True, "mode": "specific", "mailboxes": [{"mailbox_id": desk}]},
+    )
+    run = (await s.run_worker())[-1]
+    assert run["status"] == "succeeded", run["failures"]
+    assert "phonebook_name_taken" not in codes(run)
+    assert run["contacts"]["created"] == 0
+    books = await phonebooks(s)
+    assert set(books) == {"Sales Desk"}
+    assert books["Sales Desk"]["id"] == before_book["id"]
+    assert books["Sales Desk"]["managed_by"] == "entra"
+    after = await book_contacts(s, before_book["id"])
+    assert {k: v["id"] for k, v in after.items()} == {
+        k: v["id"] for k, v in before_contacts.items()
+    }
+    assert managed(after) == {"entra"}
+    again = await personal(s, ann)
+    assert {k: v["id"] for k, v in again.items()} == {
+        k: v["id"] for k, v in before_personal.items()
+    }
+    assert managed(again) == {"entra"}

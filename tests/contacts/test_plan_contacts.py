@@ -144,3 +144,23 @@ def test_phonebooks_created_renamed_suffixed_kept_and_deleted() -> None:
     assert [(d.book.id, d.reason) for d in plan.book_deletes] == [("p4", "out_of_range")]
     assert [d.contact.entra_id for d in plan.deletes] == ["g"]  # "c" is kept: mailbox unread
     assert [(c.owner_kind, c.owner) for c in plan.creates] == [("phonebook", "mb-new")]
+
+
+def test_released_phonebooks_and_contacts_are_taken_back() -> None:
+    books = [PbxPhonebook("p1", "Desk", "pbx", None, "mb1")]
+    read = FolderRead("mb1", True, {"a": outlook("a")})
+    inp = ContactsInput(personal_enabled=False, mailboxes={"mb1": Mailbox("mb1", "Desk", read)})
+    assert owners_needed(inp, books, set()) == {"p1"}
+    released = held("a", "p1", key="old")
+    released_gone = held("z", "p1")
+    current = {
+        "p1": [
+            PbxContact(**{**released.__dict__, "adopt": True}),
+            PbxContact(**{**released_gone.__dict__, "adopt": True}),
+        ]
+    }
+    plan = plan_contacts(inp, books, current, set())
+    assert plan.book_creates == [] and plan.warnings == []
+    assert [(r.book.id, r.adopt) for r in plan.book_renames] == [("p1", True)]
+    assert [u.contact.entra_id for u in plan.updates] == ["a"]
+    assert plan.creates == [] and plan.deletes == []  # "z" stays the PBX's
