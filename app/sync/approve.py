@@ -15,6 +15,7 @@ from app.integration.tokens import graph_for
 from app.runtime import Runtime
 from app.sync.apply_groups import apply_groups
 from app.sync.apply_users import apply_users
+from app.sync.approve_contacts import approve_contacts
 from app.sync.engine import (
     current_extensions,
     current_groups,
@@ -27,7 +28,7 @@ from app.sync.fetch_users import fetch_users
 from app.sync.models import SyncRun
 from app.sync.plan_groups import GroupPlan, plan_groups
 from app.sync.plan_users import UserPlan, plan_users
-from app.sync.scope_contacts import HELD_KEY, approve_contacts
+from app.sync.scope_contacts import HELD_KEY
 from app.tenants.models import Pbx
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from app.graph.client import GraphClient
 from app.graph.errors import GraphError
+from app.integration.schemas import ContactsSyncRules
 from app.sync.plan_contacts import FolderRead, Mailbox, OutlookContact
 
 SELECT = (
@@ -258,3 +259,129 @@ async def all_mailboxes(graph: GraphClient, names: dict[str, str | None]) -> Mai
         elif status != 404:  # 404: no mailbox behind the account
             raise _error(status, body)
     return result
+
+
+# The scope's read: who is in range, which mailboxes, and their folders. -----------------------
+
+MAILBOX_DENIED = "mailbox_access_denied"
+
+
+@dataclass
+class Fetched:
+    personal: dict[str, FolderRead] = field(default_factory=dict)
+    users: dict[str, str] = field(default_factory=dict)
+    mailboxes: dict[str, Mailbox] = field(default_factory=dict)
+    links: dict[str, str] = field(default_factory=dict)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    all_full: bool = True
+
+
+def _warn(fetched: Fetched, source: str | None, code: str, message: str) -> None:
+    fetched.warnings.append({"source_id": source, "code": code, "message": message})
+
+
+async def _personal_range(
+    graph: GraphClient, cfg: ContactsSyncRules, synced: dict[str, str], fetched: Fetched
+) -> dict[str, str]:
+    """Entra user id → extension id of the users whose personal contacts are synced."""
+    range_ = cfg.personal.range
+    if range_.mode != "groups":
+        return dict(synced)
+    chosen: dict[str, str] = {}
+    for group_id in sorted(set(range_.group_ids)):
+        members = await transitive_user_ids(graph, group_id)
+        if members is None:
+            _warn(fetched, group_id, "group_not_found", "The chosen group no longer exists.")
+            continue
+        beyond = members - set(synced)
+        if beyond:
+            _warn(
+                fetched,
+                group_id,
+                "contacts_range_beyond_user_sync",
+                f"{len(beyond)} member(s) of this group are not synced users: their contacts "
+                "are not synced (widen the user sync range to include them).",
+            )
+        chosen.update({uid: synced[uid] for uid in members if uid in synced})
+    return chosen
+
+
+async def _mailbox_range(
+    graph: GraphClient, cfg: ContactsSyncRules, fetched: Fetched
+) -> MailboxCandidates:
+    names: dict[str, str | None] = {m.mailbox_id: m.phonebook_name for m in cfg.shared.mailboxes}
+    if cfg.shared.mode == "all":
+        return await all_mailboxes(graph, names)
+    found = await chosen_mailboxes(graph, dict(names))
+    for mid in sorted(found.gone):
+        _warn(fetched, mid, "mailbox_not_found", "The chosen shared mailbox no longer exists.")
+    return found
+
+
+async def fetch(
+    graph: GraphClient,
+    cfg: ContactsSyncRules,
+    *,
+    synced: dict[str, str],
+    links: dict[str, str],
+    synced_books: set[str],
+    full: bool,
+    progress: Progress,
+) -> Fetched:
+    fetched = Fetched()
+    if cfg.personal.enabled:
+        fetched.users = await _personal_range(graph, cfg, synced, fetched)
+    candidates = MailboxCandidates()
+    if cfg.shared.enabled:
+        candidates = await _mailbox_range(graph, cfg, fetched)
+    owners = {uid: links.get(link_resource(uid)) for uid in fetched.users}
+    owners.update({mid: links.get(link_resource(mid)) for mid in candidates.found})
+    outcomes = await read_folders(graph, owners, full=full, progress=progress)
+    for uid in sorted(fetched.users):
+        outcome = outcomes[uid]
+        if outcome.status == "ok" and outcome.read is not None:
+            fetched.personal[uid] = outcome.read
+            fetched.all_full &= outcome.read.full
+            if outcome.link:
+                fetched.links[link_resource(uid)] = outcome.link
+        else:
+            if outcome.link:
+                fetched.links[link_resource(uid)] = outcome.link
+            _warn(
+                fetched,
+                uid,
+                "contacts_not_shared",
+                "This user has not shared the Contacts folder with the authorization account."
+                if outcome.status == "denied"
+                else "This user has no mailbox whose contacts can be read.",
+            )
+    specific = cfg.shared.mode == "specific"
+    for mid in sorted(candidates.found):
+        name, sure = candidates.found[mid]
+        outcome = outcomes[mid]
+        if outcome.status == "ok" and outcome.read is not None:
+            fetched.mailboxes[mid] = Mailbox(mid, name, outcome.read)
+            fetched.all_full &= outcome.read.full
+            if outcome.link:
+                fetched.links[link_resource(mid)] = outcome.link
+            continue
+        if sure:
+            message = (
+                f"The authorization account can't read the shared mailbox {name!r}: add it as "
+                "a member of the mailbox."
+            )
+        else:
+            # Graph would not say whether this disabled account is a shared mailbox.
+            message = (
+                f"The contacts of {name!r} can't be read: if it is a shared mailbox, add the "
+                "authorization account as a member of it."
+            )
+        fetched.mailboxes[mid] = Mailbox(mid, name, None)  # kept as it is
+        if specific:
+            fetched.failures.append(
+                {"entra_id": mid, "code": MAILBOX_DENIED, "message": message, "name": name}
+            )
+        else:
+            _warn(fetched, mid, MAILBOX_DENIED, message)
+    return fetched

@@ -9,7 +9,6 @@ added). Shared mailboxes: the chosen ones, or every shared mailbox.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -18,28 +17,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import metrics
 from app.db import session_scope, utcnow
 from app.directory import repository as directory_repo
-from app.graph.client import GraphClient
-from app.integration import repository as integ_repo
 from app.integration.models import SyncRule
 from app.integration.schemas import ContactsSyncRules
 from app.sync import repository as repo
 from app.sync.apply_contacts import SCOPE, apply_contacts
 from app.sync.fetch_contacts import (
     LINK_PREFIX,
-    MailboxCandidates,
-    Progress,
-    all_mailboxes,
-    chosen_mailboxes,
+    MAILBOX_DENIED,
+    Fetched,
+    fetch,
     link_resource,
-    read_folders,
-    transitive_user_ids,
 )
 from app.sync.guard import over_bounds
 from app.sync.plan_contacts import (
     ContactsInput,
     ContactsPlan,
-    FolderRead,
-    Mailbox,
     PbxContact,
     PbxPhonebook,
     owners_needed,
@@ -49,134 +41,12 @@ from app.sync.plan_contacts import (
 if TYPE_CHECKING:
     from app.sync.engine import RunExecutor
 
-MAILBOX_DENIED = "mailbox_access_denied"
 # run.plan key: the ids of the contacts whose deletion is held.
 HELD_KEY = "contacts_held"
 SUMMARY_MAX = 1000
 
 
-@dataclass
-class Fetched:
-    personal: dict[str, FolderRead] = field(default_factory=dict)
-    users: dict[str, str] = field(default_factory=dict)
-    mailboxes: dict[str, Mailbox] = field(default_factory=dict)
-    links: dict[str, str] = field(default_factory=dict)
-    warnings: list[dict[str, Any]] = field(default_factory=list)
-    failures: list[dict[str, Any]] = field(default_factory=list)
-    all_full: bool = True
-
-
-def _warn(fetched: Fetched, source: str | None, code: str, message: str) -> None:
-    fetched.warnings.append({"source_id": source, "code": code, "message": message})
-
-
-async def _personal_range(
-    graph: GraphClient, cfg: ContactsSyncRules, synced: dict[str, str], fetched: Fetched
-) -> dict[str, str]:
-    """Entra user id → extension id of the users whose personal contacts are synced."""
-    range_ = cfg.personal.range
-    if range_.mode != "groups":
-        return dict(synced)
-    chosen: dict[str, str] = {}
-    for group_id in sorted(set(range_.group_ids)):
-        members = await transitive_user_ids(graph, group_id)
-        if members is None:
-            _warn(fetched, group_id, "group_not_found", "The chosen group no longer exists.")
-            continue
-        beyond = members - set(synced)
-        if beyond:
-            _warn(
-                fetched,
-                group_id,
-                "contacts_range_beyond_user_sync",
-                f"{len(beyond)} member(s) of this group are not synced users: their contacts "
-                "are not synced (widen the user sync range to include them).",
-            )
-        chosen.update({uid: synced[uid] for uid in members if uid in synced})
-    return chosen
-
-
-async def _mailbox_range(
-    graph: GraphClient, cfg: ContactsSyncRules, fetched: Fetched
-) -> MailboxCandidates:
-    names: dict[str, str | None] = {m.mailbox_id: m.phonebook_name for m in cfg.shared.mailboxes}
-    if cfg.shared.mode == "all":
-        return await all_mailboxes(graph, names)
-    found = await chosen_mailboxes(graph, dict(names))
-    for mid in sorted(found.gone):
-        _warn(fetched, mid, "mailbox_not_found", "The chosen shared mailbox no longer exists.")
-    return found
-
-
-async def fetch(
-    graph: GraphClient,
-    cfg: ContactsSyncRules,
-    *,
-    synced: dict[str, str],
-    links: dict[str, str],
-    synced_books: set[str],
-    full: bool,
-    progress: Progress,
-) -> Fetched:
-    fetched = Fetched()
-    if cfg.personal.enabled:
-        fetched.users = await _personal_range(graph, cfg, synced, fetched)
-    candidates = MailboxCandidates()
-    if cfg.shared.enabled:
-        candidates = await _mailbox_range(graph, cfg, fetched)
-    owners = {uid: links.get(link_resource(uid)) for uid in fetched.users}
-    owners.update({mid: links.get(link_resource(mid)) for mid in candidates.found})
-    outcomes = await read_folders(graph, owners, full=full, progress=progress)
-    for uid in sorted(fetched.users):
-        outcome = outcomes[uid]
-        if outcome.status == "ok" and outcome.read is not None:
-            fetched.personal[uid] = outcome.read
-            fetched.all_full &= outcome.read.full
-            if outcome.link:
-                fetched.links[link_resource(uid)] = outcome.link
-        else:
-            if outcome.link:
-                fetched.links[link_resource(uid)] = outcome.link
-            _warn(
-                fetched,
-                uid,
-                "contacts_not_shared",
-                "This user has not shared the Contacts folder with the authorization account."
-                if outcome.status == "denied"
-                else "This user has no mailbox whose contacts can be read.",
-            )
-    specific = cfg.shared.mode == "specific"
-    for mid in sorted(candidates.found):
-        name, sure = candidates.found[mid]
-        outcome = outcomes[mid]
-        if outcome.status == "ok" and outcome.read is not None:
-            fetched.mailboxes[mid] = Mailbox(mid, name, outcome.read)
-            fetched.all_full &= outcome.read.full
-            if outcome.link:
-                fetched.links[link_resource(mid)] = outcome.link
-            continue
-        if sure:
-            message = (
-                f"The authorization account can't read the shared mailbox {name!r}: add it as "
-                "a member of the mailbox."
-            )
-        else:
-            # Graph would not say whether this disabled account is a shared mailbox.
-            message = (
-                f"The contacts of {name!r} can't be read: if it is a shared mailbox, add the "
-                "authorization account as a member of it."
-            )
-        fetched.mailboxes[mid] = Mailbox(mid, name, None)  # kept as it is
-        if specific:
-            fetched.failures.append(
-                {"entra_id": mid, "code": MAILBOX_DENIED, "message": message, "name": name}
-            )
-        else:
-            _warn(fetched, mid, MAILBOX_DENIED, message)
-    return fetched
-
-
-async def _current(
+async def current_state(
     session: AsyncSession, pbx_id: str, inp: ContactsInput
 ) -> tuple[list[PbxPhonebook], dict[str, list[PbxContact]], set[str]]:
     books = [PbxPhonebook(*row) for row in await directory_repo.phonebooks(session, pbx_id)]
@@ -304,6 +174,44 @@ def _outstanding(
     ]
 
 
+def _report_dry_run(executor: RunExecutor, plan: ContactsPlan) -> None:
+    executor.report.counts[SCOPE] = plan.counts()
+    executor.report.failures += [
+        {
+            "scope": SCOPE,
+            "source_id": f.source_id,
+            "display_name": f.display_name,
+            "code": f.code,
+            "message": f.message,
+        }
+        for f in plan.failures
+    ]
+    executor.report.plan = {**(executor.report.plan or {}), SCOPE: _summary(plan)}
+
+
+async def _save_state(
+    session: AsyncSession,
+    pbx_id: str,
+    fetched: Fetched,
+    links: dict[str, str],
+    *,
+    full: bool,
+    hold: bool,
+) -> None:
+    """Where the next run starts: delta links (saved only with the apply), and a full listing
+    next time when deletions are held (they are not in the next delta round)."""
+    if full:
+        await repo.drop_delta_links(session, pbx_id, LINK_PREFIX)
+    else:
+        # Folders no longer read (their owner left the range) start over if they return.
+        read_now = {link_resource(o) for o in (*fetched.users, *fetched.mailboxes)}
+        await repo.drop_delta_resources(session, pbx_id, set(links) - read_now)
+    await repo.save_delta_links(session, pbx_id, fetched.links, {} if full else links)
+    rule_row = await session.get(SyncRule, (pbx_id, "contacts_sync"))
+    if rule_row is not None:
+        rule_row.needs_full_sync = hold
+
+
 async def sync_contacts(executor: RunExecutor) -> None:
     runtime, pbx_id = executor.runtime, executor.pbx_id
     async with session_scope(runtime.sessionmaker) as session:
@@ -347,7 +255,7 @@ async def sync_contacts(executor: RunExecutor) -> None:
     await set_progress(runtime, executor.run_id, "applying", seen, seen)
     async with session_scope(runtime.sessionmaker) as session:
         t1 = time.perf_counter()
-        books, held, holders = await _current(session, pbx_id, inp)
+        books, held, holders = await current_state(session, pbx_id, inp)
         plan = plan_contacts(inp, books, held, holders)
         executor.timings["contacts_plan"] = time.perf_counter() - t1
         deletions = plan.deletions()
@@ -355,18 +263,7 @@ async def sync_contacts(executor: RunExecutor) -> None:
         hold = over_bounds(deletions, synced_count, guard)
         _report(executor, plan, hold, deletions)
         if executor.dry_run:
-            executor.report.counts[SCOPE] = plan.counts()
-            executor.report.failures += [
-                {
-                    "scope": SCOPE,
-                    "source_id": f.source_id,
-                    "display_name": f.display_name,
-                    "code": f.code,
-                    "message": f.message,
-                }
-                for f in plan.failures
-            ]
-            executor.report.plan = {**(executor.report.plan or {}), SCOPE: _summary(plan)}
+            _report_dry_run(executor, plan)
             return
         t2 = time.perf_counter()
         # Failures of mailboxes are re-evaluated on every run; those of contacts on full runs.
@@ -394,17 +291,7 @@ async def sync_contacts(executor: RunExecutor) -> None:
                 **(executor.report.plan or {}),
                 HELD_KEY: sorted(d.contact.id for d in plan.deletes),
             }
-        if full:
-            await repo.drop_delta_links(session, pbx_id, LINK_PREFIX)
-        else:
-            # Folders no longer read (their owner left the range) start over if they return.
-            read_now = {link_resource(o) for o in (*fetched.users, *fetched.mailboxes)}
-            await repo.drop_delta_resources(session, pbx_id, set(links) - read_now)
-        await repo.save_delta_links(session, pbx_id, fetched.links, {} if full else links)
-        rule_row = await session.get(SyncRule, (pbx_id, "contacts_sync"))
-        if rule_row is not None:
-            # Held deletions are not in the next delta round: list everything next time.
-            rule_row.needs_full_sync = hold
+        await _save_state(session, pbx_id, fetched, links, full=full, hold=hold)
         executor.timings["contacts_apply"] = time.perf_counter() - t2
     for action, n in (
         ("create", len(plan.creates)),
@@ -413,61 +300,3 @@ async def sync_contacts(executor: RunExecutor) -> None:
     ):
         if n:
             metrics.sync_objects.labels(SCOPE, action).inc(n)
-
-
-async def approve_contacts(
-    session: AsyncSession, graph: GraphClient, run: Any, held_ids: set[str]
-) -> int:
-    """Held contact deletions approved: re-read everything and re-plan against the PBX as it is
-    now; delete only when the deletions did not grow (409 plan_stale otherwise)."""
-    from app.errors import Conflict
-
-    rule = (await integ_repo.rules(session, run.pbx_id)).get("contacts_sync")
-    if rule is None or rule.state != "active":
-        raise Conflict(
-            "Contacts sync is not active: nothing can be approved.", code="section_not_active"
-        )
-    cfg = ContactsSyncRules.model_validate(rule.config)
-    synced = await directory_repo.synced_extension_ids_by_user(session, run.pbx_id)
-    books = await directory_repo.phonebooks(session, run.pbx_id)
-
-    async def quiet(_: int) -> None:
-        return None
-
-    fetched = await fetch(
-        graph,
-        cfg,
-        synced=synced,
-        links={},
-        synced_books={b[3] for b in books if b[2] == "entra" and b[3]},
-        full=True,
-        progress=quiet,
-    )
-    inp = ContactsInput(
-        personal=fetched.personal,
-        users=fetched.users,
-        personal_enabled=cfg.personal.enabled,
-        mailboxes=fetched.mailboxes,
-        shared_enabled=cfg.shared.enabled,
-    )
-    current_books, held, holders = await _current(session, run.pbx_id, inp)
-    plan = plan_contacts(inp, current_books, held, holders)
-    grown = sorted({d.contact.id for d in plan.deletes} - held_ids)
-    if grown:
-        raise Conflict(
-            f"{len(grown)} more contacts would be deleted now than were held; run a new sync.",
-            code="plan_stale",
-            extra_deletions=len(grown),
-        )
-    only = ContactsPlan(deletes=plan.deletes, book_deletes=plan.book_deletes)
-    await apply_contacts(
-        session,
-        pbx_id=run.pbx_id,
-        run_id=run.id,
-        plan=only,
-        apply_deletes=True,
-        known_failures=set(),
-        scope_failures=[],
-        settled=set(),
-    )
-    return len(plan.deletes)
