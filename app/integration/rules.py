@@ -24,7 +24,7 @@ from app.tenants.models import Pbx
 
 # Sections the service cannot carry out yet: refused on PUT with 422 `not_available` (never
 # accepted and then reported as done). The capability that builds one removes it here.
-NOT_AVAILABLE: frozenset[str] = frozenset({"contacts_sync", "presence_sync"})
+NOT_AVAILABLE: frozenset[str] = frozenset({"presence_sync"})
 
 
 async def _rule(session: AsyncSession, pbx_id: str, section: str) -> SyncRule | None:
@@ -64,6 +64,32 @@ async def _group_names(runtime: Runtime, pbx_id: str, ids: list[str]) -> list[di
     ]
 
 
+async def _mailbox_names(
+    runtime: Runtime, pbx_id: str, mailboxes: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Chosen shared mailboxes with their display names; `missing` when Entra no longer has
+    them (None when Graph could not be asked)."""
+    if not mailboxes:
+        return []
+    ids = [str(m["mailbox_id"]) for m in mailboxes]
+    try:
+        answers = await graph_for(runtime, pbx_id).get_each(
+            [f"/users/{mid}?$select=id,displayName" for mid in ids]
+        )
+    except (GraphError, TokenError):
+        return [{**m, "display_name": None, "missing": None} for m in mailboxes]
+    return [
+        {
+            **m,
+            "display_name": body.get("displayName")
+            if status == 200 and isinstance(body, dict)
+            else None,
+            "missing": True if status == 404 else (False if status == 200 else None),
+        }
+        for m, (status, body) in zip(mailboxes, answers, strict=True)
+    ]
+
+
 async def get_section(
     session: AsyncSession, runtime: Runtime, pbx: Pbx, section: str
 ) -> dict[str, Any]:
@@ -84,6 +110,15 @@ async def get_section(
         and integ.status == "connected"
     ):
         range_["groups"] = await _group_names(runtime, pbx.id, list(range_["group_ids"]))
+    if section == "contacts_sync" and integ is not None and integ.status == "connected":
+        personal_range = body["personal"]["range"]
+        if personal_range.get("group_ids"):
+            personal_range["groups"] = await _group_names(
+                runtime, pbx.id, list(personal_range["group_ids"])
+            )
+        body["shared"]["mailboxes"] = await _mailbox_names(
+            runtime, pbx.id, list(body["shared"]["mailboxes"])
+        )
     return body
 
 
