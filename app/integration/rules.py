@@ -8,6 +8,7 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
+from app.directory import contacts_repository as contacts_repo
 from app.errors import Conflict, Unprocessable
 from app.graph.auth import TokenError
 from app.graph.errors import GraphError
@@ -90,6 +91,37 @@ async def _mailbox_names(
     ]
 
 
+async def _beyond_user_sync(
+    session: AsyncSession, runtime: Runtime, pbx_id: str, group_ids: list[str]
+) -> list[dict[str, Any]]:
+    """The chosen contacts groups that reach beyond the user-sync range: their members who are
+    not synced users get no contacts (the range is never widened). Empty when Graph can't say."""
+    synced = set(await contacts_repo.synced_extension_ids_by_user(session, pbx_id))
+    graph = graph_for(runtime, pbx_id)
+    warnings: list[dict[str, Any]] = []
+    for gid in sorted(set(group_ids)):
+        members: set[str] = set()
+        try:
+            async for page in graph.pages(
+                f"/groups/{gid}/transitiveMembers/microsoft.graph.user",
+                {"$select": "id", "$top": "999"},
+            ):
+                members.update(str(u["id"]) for u in page.items if u.get("id"))
+        except (GraphError, TokenError):
+            continue
+        beyond = len(members - synced)
+        if beyond:
+            warnings.append(
+                {
+                    "code": "contacts_range_beyond_user_sync",
+                    "source_id": gid,
+                    "message": f"{beyond} member(s) of this group are not synced users: their "
+                    "contacts are not synced (widen the user sync range to include them).",
+                }
+            )
+    return warnings
+
+
 async def get_section(
     session: AsyncSession, runtime: Runtime, pbx: Pbx, section: str
 ) -> dict[str, Any]:
@@ -116,6 +148,10 @@ async def get_section(
             personal_range["groups"] = await _group_names(
                 runtime, pbx.id, list(personal_range["group_ids"])
             )
+            if personal_range.get("mode") == "groups":
+                body["warnings"] = await _beyond_user_sync(
+                    session, runtime, pbx.id, list(personal_range["group_ids"])
+                )
         body["shared"]["mailboxes"] = await _mailbox_names(
             runtime, pbx.id, list(body["shared"]["mailboxes"])
         )

@@ -14,6 +14,7 @@ from tests.contacts.helpers import (
     book_contacts,
     codes,
     contacts_rules,
+    get,
     personal,
     phonebooks,
     setup,
@@ -73,6 +74,11 @@ async def test_group_range_is_transitive_and_never_widened(sync_api: Api, cloud:
     )
     run = await s.sync(scopes=["contacts"])
     assert codes(run)["contacts_range_beyond_user_sync"] == {outer["id"]}
+    # The section says so too, before any run.
+    section = await get(s, "/api/v1/integration/contacts-sync")
+    assert [(w["code"], w["source_id"]) for w in section["warnings"]] == [
+        ("contacts_range_beyond_user_sync", outer["id"])
+    ]
     assert len(await personal(s, ann)) == 1  # through the nested group
     assert await personal(s, bob) == {}  # left the range: deleted
     assert run["contacts"]["deleted"] == 1
