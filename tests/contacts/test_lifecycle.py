@@ -237,3 +237,29 @@ async def test_a_later_connection_takes_back_retained_phonebooks_and_contacts(
         k: v["id"] for k, v in before_personal.items()
     }
     assert managed(again) == {"entra"}
+
+
+async def test_an_approved_run_with_more_contact_deletions_is_stale(
+    sync_api: Api, cloud: Cloud
+) -> None:
+    s, ids, _desk = await both(sync_api, cloud)
+    await s.put_rules("deletion-guard", {"enabled": True, "max_deletions": 1})
+    ann = ids["ann"]
+    before = await personal(s, ann)
+    assert len(before) >= 3
+    owned = [
+        c
+        for folder in s.control("GET", f"/users/{ann}/contact-folders")["value"]
+        for c in s.control("GET", f"/contact-folders/{folder['id']}/contacts")["value"]
+    ]
+    for contact in owned[:2]:
+        s.control("DELETE", f"/contacts/{contact['id']}")
+    held = await s.sync(scopes=["contacts"])
+    assert held["status"] == "held" and held["held"]["contacts"] == 2
+    s.control("DELETE", f"/contacts/{owned[2]['id']}")  # one more since
+    resp = await s.api.client.post(f"/api/v1/sync-runs/{held['id']}/approve", headers=s.h)
+    assert resp.status_code == 202, resp.text
+    await s.run_worker()
+    done = await s.run(held["id"])
+    assert done["status"] == "failed" and done["error"]["code"] == "plan_stale"
+    assert await personal(s, ann) == before  # nothing deleted
