@@ -670,6 +670,50 @@ async def patch_contact(request: Request) -> Response:
 
 
 @_endpoint
+async def load_contacts(request: Request) -> Response:
+    """Contacts at scale (benchmarks): `{"owners": [uid, …] | "all_members": true,
+    "per_owner": 200, "share_with": uid, "mailboxes": 5, "per_mailbox": 2000, "member": uid,
+    "seed": 1}` → `{"owners": n, "mailboxes": [ids]}`."""
+    from emulator import generator
+
+    tenant = _tenant(request)
+    data = await _body(request)
+    if data.get("all_members"):
+        owners = [
+            u.id
+            for u in tenant.users.values()
+            if u.account_enabled and u.user_type == "Member" and u.mail and not u.is_admin
+        ]
+    else:
+        owners = [mutations.get_user(tenant, str(o)).id for o in data.get("owners", [])]
+    limit = data.get("limit")
+    if limit is not None:
+        owners = sorted(owners)[: int(limit)]
+    result = generator.load_contacts(
+        tenant,
+        owners=owners,
+        per_owner=int(data.get("per_owner", 0)),
+        share_with=data.get("share_with"),
+        mailboxes=int(data.get("mailboxes", 0)),
+        per_mailbox=int(data.get("per_mailbox", 0)),
+        member=data.get("member"),
+        seed=int(data.get("seed", 1)),
+    )
+    return JSONResponse(result)
+
+
+@_endpoint
+async def move_contact(request: Request) -> Response:
+    """Body: `{"folder_id"}` → the contact under its new id."""
+    tenant = _tenant(request)
+    data = await _body(request)
+    contact = mutations.move_contact(
+        tenant, request.path_params["cid"], str(data.get("folder_id", ""))
+    )
+    return JSONResponse(mutations.contact_to_json(contact))
+
+
+@_endpoint
 async def delete_contact(request: Request) -> Response:
     mutations.delete_contact(_tenant(request), None, request.path_params["cid"])
     return Response(status_code=204)
@@ -707,7 +751,8 @@ async def delete_fault(request: Request) -> Response:
 
 @_endpoint
 async def put_graph_settings(request: Request) -> Response:
-    """`{"delta_replay_rate": 0.0-1.0}` and/or `{"force_delta_resync": true}` for one tenant."""
+    """`{"delta_replay_rate": 0.0-1.0}`, `{"force_delta_resync": true}`,
+    `{"mailbox_settings_for_members": bool}`, `{"shared_contacts_delta": bool}` for one tenant."""
     from emulator.graph import settings as graph_settings
 
     tenant = _tenant(request)
@@ -720,7 +765,15 @@ async def put_graph_settings(request: Request) -> Response:
         graph_settings.set_delta_replay_rate(tenant, rate)
     if data.get("force_delta_resync"):
         result["reset_generation"] = graph_settings.force_delta_resync(tenant)
+    if "mailbox_settings_for_members" in data:
+        graph_settings.set_mailbox_settings_for_members(
+            tenant, bool(data["mailbox_settings_for_members"])
+        )
+    if "shared_contacts_delta" in data:
+        graph_settings.set_shared_contacts_delta(tenant, bool(data["shared_contacts_delta"]))
     result["delta_replay_rate"] = graph_settings.delta_replay_rate(tenant)
+    result["mailbox_settings_for_members"] = graph_settings.mailbox_settings_for_members(tenant)
+    result["shared_contacts_delta"] = graph_settings.shared_contacts_delta(tenant)
     return JSONResponse(result)
 
 
@@ -923,6 +976,8 @@ def control_routes() -> list[Route]:
         Route(t + "/contact-folders/{fid}/contacts", create_contact, methods=["POST"]),
         Route(t + "/contacts/{cid}", patch_contact, methods=["PATCH"]),
         Route(t + "/contacts/{cid}", delete_contact, methods=["DELETE"]),
+        Route(t + "/contacts/{cid}/move", move_contact, methods=["POST"]),
+        Route(t + "/contacts-load", load_contacts, methods=["POST"]),
         Route(t + "/groups", list_groups, methods=["GET"]),
         Route(t + "/groups", create_group, methods=["POST"]),
         Route(t + "/groups/{gid}", get_group, methods=["GET"]),

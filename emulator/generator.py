@@ -1013,3 +1013,56 @@ def _groups(
         if index >= 2 and rng.random() < 0.12:
             for child in rng.sample(made[:index], min(index, rng.randint(1, 3))):
                 group.member_ids.add(child.id)
+
+
+def load_contacts(
+    tenant: Tenant,
+    *,
+    owners: list[str],
+    per_owner: int,
+    share_with: str | None,
+    mailboxes: int = 0,
+    per_mailbox: int = 0,
+    member: str | None = None,
+    seed: int = 1,
+) -> dict[str, Any]:
+    """Contacts at scale, for benchmarks: `per_owner` contacts in the default folder of each of
+    `owners` (shared with `share_with`), and `mailboxes` new shared mailboxes of `per_mailbox`
+    contacts each (with `member` as a member). Deterministic; like generated data, nothing goes to
+    the change log (it exists "from the start")."""
+    rng = random.Random(seed)
+    ids = _Ids(rng, f"{tenant.id}:contacts:{seed}")
+    defaults = {f.owner_id: f for f in tenant.contact_folders.values() if f.is_default}
+    for owner_id in owners:
+        if owner_id not in tenant.users:
+            raise KeyError(owner_id)
+        folder = defaults.get(owner_id)
+        if folder is None:
+            folder = ContactFolder(
+                id=ids.mail_id(), owner_id=owner_id, display_name="Contacts", is_default=True
+            )
+            tenant.contact_folders[folder.id] = folder
+        _fill_folder(folder, rng, ids, per_owner)
+        if share_with:
+            folder.shared_with.add(share_with)
+    made = []
+    for index in range(mailboxes):
+        local = f"bulkdesk{seed}x{index}"
+        mailbox = User(
+            id=ids.guid(),
+            display_name=f"Bulk Desk {seed}-{index}",
+            user_principal_name=f"{local}@{tenant.domain}",
+            mail=f"{local}@{tenant.domain}",
+            account_enabled=False,
+            user_purpose="shared",
+        )
+        tenant.users[mailbox.id] = mailbox
+        if member:
+            mailbox.mailbox_members.add(member)
+        folder = ContactFolder(
+            id=ids.mail_id(), owner_id=mailbox.id, display_name="Contacts", is_default=True
+        )
+        tenant.contact_folders[folder.id] = folder
+        _fill_folder(folder, rng, ids, per_mailbox)
+        made.append(mailbox.id)
+    return {"owners": len(owners), "mailboxes": made}

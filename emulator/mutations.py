@@ -721,6 +721,35 @@ def update_contact(tenant: Tenant, contact_id: str, data: Mapping[str, Any]) -> 
     return contact
 
 
+def move_contact(tenant: Tenant, contact_id: str, folder_id: str) -> Contact:
+    """Move a contact to another folder (of any mailbox). Exchange gives the moved item a new
+    id (https://learn.microsoft.com/en-us/graph/api/resources/contact: ids change on a move): the
+    source folder's delta reports a deletion, the target's a creation."""
+    source, contact = find_contact(tenant, contact_id)
+    target = get_folder(tenant, folder_id)
+    if target.id == source.id:
+        return contact
+    del source.contacts[contact.id]
+    tenant.record(
+        kind="contact",
+        object_id=contact.id,
+        change_type="deleted",
+        owner_id=source.owner_id,
+        folder_id=source.id,
+    )
+    contact.id = _mail_id()
+    contact.last_modified = utcnow()
+    target.contacts[contact.id] = contact
+    tenant.record(
+        kind="contact",
+        object_id=contact.id,
+        change_type="created",
+        owner_id=target.owner_id,
+        folder_id=target.id,
+    )
+    return contact
+
+
 def delete_contact(tenant: Tenant, folder_id: str | None, contact_id: str) -> None:
     if folder_id is None:
         folder, _ = find_contact(tenant, contact_id)

@@ -97,13 +97,24 @@ class PhonebookVisibility(Base):
 
 
 class Contact(IdMixin, TimestampMixin, ManagedMixin, Base):
-    """A company phonebook contact (phonebook_id) or a personal contact of one extension."""
+    """A company phonebook contact (phonebook_id) or a personal contact of one extension.
+
+    Synced ones follow one Outlook contact (`entra_id` = its Exchange item id, `change_key` its
+    version). Numbers are kept as Outlook gives them; the `*_key` columns hold them normalised
+    (digits and a leading +) for lookup."""
 
     __tablename__ = "contacts"
     __table_args__ = (
         UniqueConstraint("phonebook_id", "entra_id"),
         UniqueConstraint("extension_id", "entra_id"),
+        Index("ix_contacts_pbx_mobile_key", "pbx_id", "mobile_key"),
+        Index("ix_contacts_pbx_home_key", "pbx_id", "home_key"),
+        Index("ix_contacts_pbx_business_key", "pbx_id", "business_key"),
     )
+
+    # Exchange item ids are longer than directory object ids.
+    entra_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    former_entra_id: Mapped[str | None] = mapped_column(String(255), default=None)
 
     pbx_id: Mapped[str] = mapped_column(ForeignKey("pbxes.id", ondelete="CASCADE"), index=True)
     phonebook_id: Mapped[str | None] = mapped_column(
@@ -119,6 +130,10 @@ class Contact(IdMixin, TimestampMixin, ManagedMixin, Base):
     mobile_phone: Mapped[str | None] = mapped_column(String(64))
     home_phone: Mapped[str | None] = mapped_column(String(64))
     business_phone: Mapped[str | None] = mapped_column(String(64))
+    change_key: Mapped[str | None] = mapped_column(String(255), default=None)
+    mobile_key: Mapped[str | None] = mapped_column(String(32), default=None)
+    home_key: Mapped[str | None] = mapped_column(String(32), default=None)
+    business_key: Mapped[str | None] = mapped_column(String(32), default=None)
 
 
 class ExtensionPresence(Base):

@@ -478,6 +478,7 @@ async def delete_contact(session: AsyncSession, pbx: Pbx, book_id: str, contact_
 async def visible_phonebooks(
     session: AsyncSession, pbx: Pbx, ext_id: str, params: PageParams
 ) -> tuple[list[PhonebookOut], str | None]:
+    """The phonebooks this extension's Linkus user may see (Contact Visibility Permission)."""
     ext = await get_extension(session, pbx, ext_id)
     groups = await repo.groups_of_extension(session, ext.id)
     stmt = paginate(

@@ -8,6 +8,7 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
+from app.directory import contacts_repository as contacts_repo
 from app.errors import Conflict, Unprocessable
 from app.graph.auth import TokenError
 from app.graph.errors import GraphError
@@ -24,7 +25,7 @@ from app.tenants.models import Pbx
 
 # Sections the service cannot carry out yet: refused on PUT with 422 `not_available` (never
 # accepted and then reported as done). The capability that builds one removes it here.
-NOT_AVAILABLE: frozenset[str] = frozenset({"contacts_sync", "presence_sync"})
+NOT_AVAILABLE: frozenset[str] = frozenset({"presence_sync"})
 
 
 async def _rule(session: AsyncSession, pbx_id: str, section: str) -> SyncRule | None:
@@ -64,6 +65,63 @@ async def _group_names(runtime: Runtime, pbx_id: str, ids: list[str]) -> list[di
     ]
 
 
+async def _mailbox_names(
+    runtime: Runtime, pbx_id: str, mailboxes: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Chosen shared mailboxes with their display names; `missing` when Entra no longer has
+    them (None when Graph could not be asked)."""
+    if not mailboxes:
+        return []
+    ids = [str(m["mailbox_id"]) for m in mailboxes]
+    try:
+        answers = await graph_for(runtime, pbx_id).get_each(
+            [f"/users/{mid}?$select=id,displayName" for mid in ids]
+        )
+    except (GraphError, TokenError):
+        return [{**m, "display_name": None, "missing": None} for m in mailboxes]
+    return [
+        {
+            **m,
+            "display_name": body.get("displayName")
+            if status == 200 and isinstance(body, dict)
+            else None,
+            "missing": True if status == 404 else (False if status == 200 else None),
+        }
+        for m, (status, body) in zip(mailboxes, answers, strict=True)
+    ]
+
+
+async def _beyond_user_sync(
+    session: AsyncSession, runtime: Runtime, pbx_id: str, group_ids: list[str]
+) -> list[dict[str, Any]]:
+    """The chosen contacts groups that reach beyond the user-sync range: their members who are
+    not synced users get no contacts (the range is never widened). Empty when Graph can't say."""
+    synced = set(await contacts_repo.synced_extension_ids_by_user(session, pbx_id))
+    graph = graph_for(runtime, pbx_id)
+    warnings: list[dict[str, Any]] = []
+    for gid in sorted(set(group_ids)):
+        members: set[str] = set()
+        try:
+            async for page in graph.pages(
+                f"/groups/{gid}/transitiveMembers/microsoft.graph.user",
+                {"$select": "id", "$top": "999"},
+            ):
+                members.update(str(u["id"]) for u in page.items if u.get("id"))
+        except (GraphError, TokenError):
+            continue
+        beyond = len(members - synced)
+        if beyond:
+            warnings.append(
+                {
+                    "code": "contacts_range_beyond_user_sync",
+                    "source_id": gid,
+                    "message": f"{beyond} member(s) of this group are not synced users: their "
+                    "contacts are not synced (widen the user sync range to include them).",
+                }
+            )
+    return warnings
+
+
 async def get_section(
     session: AsyncSession, runtime: Runtime, pbx: Pbx, section: str
 ) -> dict[str, Any]:
@@ -84,6 +142,19 @@ async def get_section(
         and integ.status == "connected"
     ):
         range_["groups"] = await _group_names(runtime, pbx.id, list(range_["group_ids"]))
+    if section == "contacts_sync" and integ is not None and integ.status == "connected":
+        personal_range = body["personal"]["range"]
+        if personal_range.get("group_ids"):
+            personal_range["groups"] = await _group_names(
+                runtime, pbx.id, list(personal_range["group_ids"])
+            )
+            if personal_range.get("mode") == "groups":
+                body["warnings"] = await _beyond_user_sync(
+                    session, runtime, pbx.id, list(personal_range["group_ids"])
+                )
+        body["shared"]["mailboxes"] = await _mailbox_names(
+            runtime, pbx.id, list(body["shared"]["mailboxes"])
+        )
     return body
 
 

@@ -134,14 +134,20 @@ class GroupSyncRules(_Strict):
     auto_delete_out_of_range: bool = True
 
 
+class ContactsRange(_Strict):
+    mode: Literal["all", "groups"] = "all"
+    group_ids: list[str] = Field(default_factory=list, max_length=500)
+
+
 class PersonalContacts(_Strict):
     enabled: bool = False
-    range: dict[str, Any] = Field(default_factory=lambda: {"mode": "all", "group_ids": []})
+    range: ContactsRange = Field(default_factory=ContactsRange)
 
 
 class SharedMailbox(_Strict):
     mailbox_id: Id
-    phonebook_name: str = Field(min_length=1, max_length=200)
+    # None: the mailbox's display name.
+    phonebook_name: str | None = Field(default=None, min_length=1, max_length=200)
 
 
 class SharedContacts(_Strict):

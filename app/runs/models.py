@@ -73,7 +73,7 @@ class SyncChange(Base):
     action: Mapped[str] = mapped_column(String(16))  # create | update | delete | release | freeze
     object_type: Mapped[str] = mapped_column(String(24))
     object_id: Mapped[str] = mapped_column(String(36))
-    entra_id: Mapped[str | None] = mapped_column(String(64))
+    entra_id: Mapped[str | None] = mapped_column(String(255))
     display_name: Mapped[str | None] = mapped_column(String(400))
     fields: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
@@ -88,7 +88,7 @@ class SyncFailure(Base):
         ForeignKey("pbxes.id", ondelete="CASCADE"), primary_key=True
     )
     scope: Mapped[str] = mapped_column(String(16), primary_key=True)
-    entra_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    entra_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     code: Mapped[str] = mapped_column(String(48))
     message: Mapped[str] = mapped_column(Text)
     display_name: Mapped[str | None] = mapped_column(String(400))

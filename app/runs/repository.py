@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, delete, func, insert, select, update
+from sqlalchemy import Select, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -119,12 +119,16 @@ async def last_finished_id(session: AsyncSession, pbx_id: str) -> str | None:
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
-async def count_failures(session: AsyncSession, pbx_id: str, scope: str) -> int:
+async def count_failures(
+    session: AsyncSession, pbx_id: str, scope: str, except_codes: frozenset[str] = frozenset()
+) -> int:
     stmt = (
         select(func.count())
         .select_from(SyncFailure)
         .where(SyncFailure.pbx_id == pbx_id, SyncFailure.scope == scope)
     )
+    if except_codes:
+        stmt = stmt.where(SyncFailure.code.not_in(sorted(except_codes)))
     return int((await session.execute(stmt)).scalar_one())
 
 
@@ -169,6 +173,16 @@ async def outstanding(
 async def failures(session: AsyncSession, pbx_id: str, scope: str) -> dict[str, SyncFailure]:
     stmt = select(SyncFailure).where(SyncFailure.pbx_id == pbx_id, SyncFailure.scope == scope)
     return {f.entra_id: f for f in (await session.execute(stmt)).scalars()}
+
+
+async def failure_rows(
+    session: AsyncSession, pbx_id: str, scope: str
+) -> dict[str, tuple[str, str, datetime]]:
+    """entra id → (code, message, failed_at) of a scope's failures, without loading objects."""
+    stmt = select(
+        SyncFailure.entra_id, SyncFailure.code, SyncFailure.message, SyncFailure.failed_at
+    ).where(SyncFailure.pbx_id == pbx_id, SyncFailure.scope == scope)
+    return {r[0]: (r[1], r[2], r[3]) for r in await session.execute(stmt)}
 
 
 async def replace_failures(
@@ -227,6 +241,44 @@ async def save_delta_link(session: AsyncSession, pbx_id: str, resource: str, lin
     else:
         row.link = link
         row.updated_at = utcnow()
+
+
+async def save_delta_links(
+    session: AsyncSession, pbx_id: str, links: dict[str, str], stored: dict[str, str]
+) -> None:
+    """Save many links in bulk; `stored`: the links the database holds now (by resource)."""
+    now = utcnow()
+    changed = [
+        {"p": pbx_id, "r": resource, "link": link, "at": now}
+        for resource, link in links.items()
+        if resource in stored and stored[resource] != link
+    ]
+    new = [
+        {"pbx_id": pbx_id, "resource": resource, "link": link, "updated_at": now}
+        for resource, link in links.items()
+        if resource not in stored
+    ]
+    table = table_of(DeltaLink)
+    if changed:
+        stmt = (
+            update(table)
+            .where(table.c.pbx_id == bindparam("p"), table.c.resource == bindparam("r"))
+            .values(link=bindparam("link"), updated_at=bindparam("at"))
+        )
+        for chunk in range(0, len(changed), 1000):
+            await session.execute(stmt, changed[chunk : chunk + 1000])
+    for chunk in range(0, len(new), 1000):
+        await session.execute(insert(table), new[chunk : chunk + 1000])
+
+
+async def drop_delta_resources(session: AsyncSession, pbx_id: str, resources: set[str]) -> None:
+    ordered = sorted(resources)
+    for i in range(0, len(ordered), 500):
+        await session.execute(
+            delete(DeltaLink).where(
+                DeltaLink.pbx_id == pbx_id, DeltaLink.resource.in_(ordered[i : i + 500])
+            )
+        )
 
 
 async def drop_delta_links(session: AsyncSession, pbx_id: str, prefix: str) -> None:

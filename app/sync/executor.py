@@ -22,7 +22,7 @@ from app.integration.tokens import graph_for
 from app.runs import repository as runs_repo
 from app.runs.models import SyncRun
 from app.runtime import Runtime
-from app.sync import scope_groups, scope_users, steps
+from app.sync import scope_contacts, scope_groups, scope_users, steps
 from app.sync.cleanup import run_cleanup
 from app.sync.fetch_users import Progress
 from app.sync.rules import RunRules, load_rules
@@ -31,7 +31,11 @@ ScopeRun = Callable[["RunExecutor"], Awaitable[None]]
 SCOPE_MODULES: dict[str, ScopeRun] = {
     scope_users.SCOPE: scope_users.run,
     scope_groups.SCOPE: scope_groups.run,
+    scope_contacts.SCOPE: scope_contacts.run,
 }
+# Failure codes of a scope that are not about its objects (a mailbox, not a contact): listed
+# with the run's failures, not counted in the scope's `failed`.
+NOT_COUNTED: dict[str, frozenset[str]] = {scope_contacts.SCOPE: scope_contacts.NOT_COUNTED}
 
 
 class RunExecutor:
@@ -164,7 +168,7 @@ class RunExecutor:
         for scope in self.report.done_scopes:
             if scope in self.report.counts:
                 self.report.counts[scope]["failed"] = await runs_repo.count_failures(
-                    session, self.pbx_id, scope
+                    session, self.pbx_id, scope, NOT_COUNTED.get(scope, frozenset())
                 )
 
     def _status(self) -> str:
@@ -183,6 +187,7 @@ class RunExecutor:
         for key, scope, name in (
             ("extensions", "users", "deleted"),
             ("extension_groups", "groups", "deleted_groups"),
+            ("contacts", "contacts", "deleted_contacts"),
         ):
             if self.approved.get(key) and scope in self.report.done_scopes:
                 done[name] = self.report.counts.get(scope, {}).get("deleted", 0)

@@ -9,7 +9,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.integration import repository as integ_repo
 from app.integration.models import SyncRule
-from app.integration.schemas import DeletionGuard, GroupSyncRules, UserSyncRules
+from app.integration.schemas import (
+    ContactsSyncRules,
+    DeletionGuard,
+    GroupSyncRules,
+    UserSyncRules,
+)
 from app.sync.plan_groups import GroupRules
 from app.sync.plan_users import UserRules
 
@@ -48,6 +53,7 @@ class RunRules:
     guard: dict[str, Any]
     users: UserRules | None
     groups: GroupRules | None
+    contacts: ContactsSyncRules | None = None
 
     def active(self, section: str) -> SyncRule | None:
         rule = self.sections.get(section)
@@ -61,11 +67,15 @@ async def load_rules(session: AsyncSession, pbx_id: str) -> RunRules:
     ).model_dump()
     users = sections.get("user_sync")
     groups = sections.get("group_sync")
+    contacts = sections.get("contacts_sync")
     return RunRules(
         sections=sections,
         guard=guard,
         users=user_rules(users.config) if users is not None and users.state == "active" else None,
         groups=group_rules(groups.config)
         if groups is not None and groups.state == "active"
+        else None,
+        contacts=ContactsSyncRules.model_validate(contacts.config)
+        if contacts is not None and contacts.state == "active"
         else None,
     )

@@ -16,8 +16,9 @@ from app.runs.outbox import send_pending
 from app.sync import steps
 from app.sync.apply_users import apply_users
 from app.sync.current import current_extensions, touched_extensions
-from app.sync.fetch_users import GROUP_LINK_PREFIX, fetch_users
+from app.sync.fetch_users import GROUP_LINK_PREFIX, UserFetch, fetch_users
 from app.sync.plan_users import UserPlan, plan_users
+from app.sync.users_model import PbxExtension
 from app.tenants import repository as tenants_repo
 from app.tenants.models import Pbx
 
@@ -95,18 +96,7 @@ async def run(ex: RunExecutor) -> None:
         # Seats are counted and taken under the PBX row's lock (API creates wait).
         await tenants_repo.lock_seats(session, ex.pbx_id)
         t1 = time.perf_counter()
-        if fetched.full:
-            current = await current_extensions(session, ex.pbx_id)
-            numbers, seats = None, None
-            synced = sum(1 for e in current if e.managed_by == "entra")
-        else:
-            # An incremental run reads only the extensions its users touch.
-            ids = set(fetched.input.users) | set(fetched.input.removed)
-            emails = {(u.mail or u.upn or "").lower() for u in fetched.input.users.values()} - {""}
-            current = await touched_extensions(session, ex.pbx_id, ids, emails)
-            numbers = await directory_repo.numbers_in_use(session, ex.pbx_id)
-            seats = len(numbers)
-            synced = await directory_repo.count_synced(session, ex.pbx_id)
+        current, numbers, seats, synced = await _snapshot(session, ex.pbx_id, fetched)
         plan = plan_users(
             fetched.input, current, rules, max_extensions, numbers_in_use=numbers, seats_used=seats
         )
@@ -142,18 +132,24 @@ async def run(ex: RunExecutor) -> None:
         )
         if hold:
             await ex.hold(session)
-        ex.new_synced_users = {c.entra_id for c in plan.creates} | {
-            u.entra_id for u in plan.updates if u.associate
-        }
-        ex.users_changed = bool(ex.new_synced_users or plan.releases or (plan.deletes and not hold))
-        if fetched.delta_link:
-            await runs_repo.save_delta_link(session, ex.pbx_id, "users", fetched.delta_link)
-        if fetched.replace_group_links or rules.range_mode != "groups":
-            await runs_repo.drop_delta_links(session, ex.pbx_id, GROUP_LINK_PREFIX)
-        for resource, link in fetched.group_links.items():
-            await runs_repo.save_delta_link(session, ex.pbx_id, resource, link)
+        _changed(ex, plan, hold)
+        await _save_links(session, ex.pbx_id, fetched, groups_range=rules.range_mode == "groups")
         await ex.next_listing(session, SECTION, full=hold)
         ex.timings["apply"] = time.perf_counter() - t2
+    _count(created, plan, hold)
+    if created and rules.send_welcome_email:
+        await send_pending(ex.runtime, ex.pbx_id)
+
+
+def _changed(ex: RunExecutor, plan: UserPlan, hold: bool) -> None:
+    """What the groups scope follows in the same run: new synced users, and whether any left."""
+    ex.new_synced_users = {c.entra_id for c in plan.creates} | {
+        u.entra_id for u in plan.updates if u.associate
+    }
+    ex.users_changed = bool(ex.new_synced_users or plan.releases or (plan.deletes and not hold))
+
+
+def _count(created: int, plan: UserPlan, hold: bool) -> None:
     for action, n in (
         ("create", created),
         ("update", len(plan.updates)),
@@ -161,8 +157,35 @@ async def run(ex: RunExecutor) -> None:
     ):
         if n:
             metrics.sync_objects.labels("users", action).inc(n)
-    if created and rules.send_welcome_email:
-        await send_pending(ex.runtime, ex.pbx_id)
+
+
+async def _snapshot(
+    session: AsyncSession, pbx_id: str, fetched: UserFetch
+) -> tuple[list[PbxExtension], set[str] | None, int | None, int]:
+    """The extensions the plan compares against, the numbers and seats in use (None: the plan
+    counts them from a full snapshot), and how many extensions are synced."""
+    if fetched.full:
+        current = await current_extensions(session, pbx_id)
+        synced = sum(1 for e in current if e.managed_by == "entra")
+        return current, None, None, synced
+    # An incremental run reads only the extensions its users touch.
+    ids = set(fetched.input.users) | set(fetched.input.removed)
+    emails = {(u.mail or u.upn or "").lower() for u in fetched.input.users.values()} - {""}
+    current = await touched_extensions(session, pbx_id, ids, emails)
+    numbers = await directory_repo.numbers_in_use(session, pbx_id)
+    synced = await directory_repo.count_synced(session, pbx_id)
+    return current, numbers, len(numbers), synced
+
+
+async def _save_links(
+    session: AsyncSession, pbx_id: str, fetched: UserFetch, *, groups_range: bool
+) -> None:
+    if fetched.delta_link:
+        await runs_repo.save_delta_link(session, pbx_id, "users", fetched.delta_link)
+    if fetched.replace_group_links or not groups_range:
+        await runs_repo.drop_delta_links(session, pbx_id, GROUP_LINK_PREFIX)
+    for resource, link in fetched.group_links.items():
+        await runs_repo.save_delta_link(session, pbx_id, resource, link)
 
 
 def _report(ex: RunExecutor, plan: UserPlan, hold: bool) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from emulator.graph import settings as graph_settings
 from emulator.graph.access import require_mailbox_permission, require_permission
 from emulator.graph.http import (
     GraphError,
@@ -555,6 +556,12 @@ def _mailbox_settings(request: GraphRequest, caller: Caller, user: User) -> dict
     does."""
     require_mailbox_permission(caller, ("MailboxSettings.Read",), ("MailboxSettings.Read",))
     if not can_open_mailbox(caller, user):
+        raise access_denied()
+    if (
+        caller.user is not None
+        and caller.user.id != user.id
+        and not graph_settings.mailbox_settings_for_members(request.tenant)
+    ):
         raise access_denied()
     if not user.mail:
         raise GraphError(

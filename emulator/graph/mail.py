@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qsl
 
+from emulator.graph import settings as graph_settings
 from emulator.graph.access import has_any
 from emulator.graph.http import (
     GraphError,
@@ -89,7 +90,14 @@ def _default_folder(tenant: Tenant, owner: User) -> ContactFolder | None:
 
 
 def _folder(request: GraphRequest, owner: User) -> ContactFolder:
-    folder = request.tenant.contact_folders.get(request.params["folder"])
+    """A folder by id, or the well-known name `contacts` for the mailbox's default folder."""
+    key = request.params["folder"]
+    if key.lower() == "contacts":
+        default = _default_folder(request.tenant, owner)
+        if default is None:
+            raise _item_not_found()
+        return default
+    folder = request.tenant.contact_folders.get(key)
     if folder is None or folder.owner_id != owner.id:
         raise _item_not_found()
     return folder
@@ -302,6 +310,13 @@ async def contacts_delta(request: GraphRequest) -> GraphResponse:
     folder = _folder(request, owner)
     check_contacts_access(caller, owner, folder)
     tenant = request.tenant
+    if (
+        caller.user is not None
+        and caller.user.id != owner.id
+        and not graph_settings.shared_contacts_delta(tenant)
+    ):
+        # Contacts.Read.Shared is documented for plain reads only (settings.py).
+        raise access_denied()
     _, fields = _contact_fields(request)
     render = _render_contact(fields)
     path = request.path

@@ -8,6 +8,12 @@
 - `force_delta_resync`: every delta token issued so far answers `410 Gone` with a `Location` header
   to start over ("Synchronization reset" in the same page). Expired tokens (older than
   `Tenant.min_valid_delta_seq`) answer `syncStateNotFound` instead ("Token duration").
+- `set_mailbox_settings_for_members(False)`: a delegated read of another mailbox's settings is
+  refused (403 ErrorAccessDenied) even for a member of that (shared) mailbox, as many real tenants
+  answer; the default lets members read them.
+- `set_shared_contacts_delta(False)`: a delegated contacts delta on someone else's folder is refused
+  (403 ErrorAccessDenied): Graph documents shared contact folders (Contacts.Read.Shared) for plain
+  reads only. The default answers it.
 """
 
 from __future__ import annotations
@@ -20,6 +26,24 @@ REPLAY_RATE = "graph.delta_replay_rate"
 RESET_GENERATION = "graph.delta_reset_generation"
 EXPIRY_SEEN = "graph.delta_expiry_seen"
 EXPIRY_EPOCH = "graph.delta_expiry_epoch"
+MAILBOX_SETTINGS_FOR_MEMBERS = "graph.mailbox_settings_for_members"
+SHARED_CONTACTS_DELTA = "graph.shared_contacts_delta"
+
+
+def set_mailbox_settings_for_members(tenant: Tenant, allowed: bool) -> None:
+    tenant.extra[MAILBOX_SETTINGS_FOR_MEMBERS] = bool(allowed)
+
+
+def mailbox_settings_for_members(tenant: Tenant) -> bool:
+    return bool(tenant.extra.get(MAILBOX_SETTINGS_FOR_MEMBERS, True))
+
+
+def set_shared_contacts_delta(tenant: Tenant, allowed: bool) -> None:
+    tenant.extra[SHARED_CONTACTS_DELTA] = bool(allowed)
+
+
+def shared_contacts_delta(tenant: Tenant) -> bool:
+    return bool(tenant.extra.get(SHARED_CONTACTS_DELTA, True))
 
 
 def set_delta_replay_rate(tenant: Tenant, rate: float) -> None:

@@ -302,3 +302,33 @@ def test_graph_settings_and_subscription_hooks_through_the_control_api(
     assert tuned.status_code == 200 and tuned.json()["batch_window"] == 0.05
     assert control.put("/notifications/settings", json={"nonsense": 1}).status_code == 400
     assert isinstance(control.get("/notifications/deliveries").json()["value"], list)
+
+
+def test_contacts_load_fills_shared_folders_and_mailboxes(
+    control: httpx.Client, tenant: SeededTenant
+) -> None:
+    tid = tenant.tenant_id
+    before = seq(control, tid)
+    users = control.get(f"/tenants/{tid}/users", params={"top": 100}).json()["value"]
+    owners = [u["id"] for u in users if u["accountEnabled"] and not u["isAdmin"]][:3]
+    body = {
+        "owners": owners,
+        "per_owner": 7,
+        "share_with": tenant.admin_id,
+        "mailboxes": 2,
+        "per_mailbox": 11,
+        "member": tenant.admin_id,
+    }
+    loaded = control.post(f"/tenants/{tid}/contacts-load", json=body).json()
+    assert loaded["owners"] == 3 and len(loaded["mailboxes"]) == 2
+    for owner in owners:
+        folders = control.get(f"/tenants/{tid}/users/{owner}/contact-folders").json()["value"]
+        default = next(f for f in folders if f["isDefault"])
+        assert tenant.admin_id in default["sharedWith"] and default["contacts"] >= 7
+    for mailbox in loaded["mailboxes"]:
+        user = control.get(f"/tenants/{tid}/users/{mailbox}").json()
+        assert user["userPurpose"] == "shared" and user["accountEnabled"] is False
+        assert tenant.admin_id in user["mailboxMembers"]
+        folders = control.get(f"/tenants/{tid}/users/{mailbox}/contact-folders").json()["value"]
+        assert [f["contacts"] for f in folders] == [11]
+    assert seq(control, tid) == before  # loaded data exists "from the start"

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pytest
 
 from emulator import mutations
+from emulator.graph import settings
 from emulator.state import ContactFolder, User
 from emulator.testing import RunningEmulator
 from tests.emulator.graph_support import World, make_world, page_all
@@ -199,3 +200,57 @@ def test_contacts_delta(mailboxes: Mailboxes) -> None:
         added.id: None,
         secret_id: {"reason": "deleted"},
     }
+
+
+def test_mailbox_settings_of_a_shared_mailbox_answer_both_ways(mailboxes: Mailboxes) -> None:
+    """A member reads the shared mailbox's userPurpose by default; with the tenant knob off the
+    same delegated read is 403 ErrorAccessDenied (as many real tenants answer), while the owner's
+    own settings and app-only reads still work."""
+    world = mailboxes.world
+    token = world.token(world.admin, scopes={"MailboxSettings.Read"})
+    url = f"/users/{mailboxes.desk.id}/mailboxSettings/userPurpose"
+    answer = world.get(url, token=token)
+    assert answer.status_code == 200 and answer.json()["value"] == "shared"
+    settings.set_mailbox_settings_for_members(world.tenant, False)
+    refused = world.get(url, token=token)
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "ErrorAccessDenied"
+    assert world.get("/me/mailboxSettings/userPurpose", token=token).status_code == 200
+    assert world.get(url).json()["value"] == "shared"  # app-only
+    settings.set_mailbox_settings_for_members(world.tenant, True)
+    assert world.get(url, token=token).status_code == 200
+
+
+def test_the_well_known_contacts_folder_and_a_refused_shared_delta(mailboxes: Mailboxes) -> None:
+    world = mailboxes.world
+    mutations.share_folder(world.tenant, mailboxes.default.id, world.admin.id)
+    token = mailboxes.admin_token()
+    base = f"/users/{mailboxes.owner.id}/contactFolders/contacts/contacts"
+    listed = page_all(world, base + "?$top=999", token=token)
+    assert {c["parentFolderId"] for c in listed} == {mailboxes.default.id}
+    assert len(listed) == 3
+    delta = world.get(base + "/delta", token=token)
+    assert delta.status_code == 200 and len(delta.json()["value"]) == 3
+    settings.set_shared_contacts_delta(world.tenant, False)
+    refused = world.get(base + "/delta", token=token)
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "ErrorAccessDenied"
+    assert world.get(base, token=token).status_code == 200  # plain reads still work
+    # The owner's own delta is not affected.
+    own = world.get(
+        "/me/contactFolders/contacts/contacts/delta",
+        token=world.token(mailboxes.owner, scopes={"Contacts.Read"}),
+    )
+    assert own.status_code == 200
+
+
+def test_a_moved_contact_gets_a_new_id_in_the_other_folder(mailboxes: Mailboxes) -> None:
+    world = mailboxes.world
+    tenant = world.tenant
+    url = f"/users/{mailboxes.owner.id}/contactFolders/{mailboxes.private.id}/contacts/delta"
+    first = world.get(url).json()
+    moving = first["value"][0]["id"]
+    moved = mutations.move_contact(tenant, moving, mailboxes.shared.id)
+    assert moved.id != moving and moved.id in mailboxes.shared.contacts
+    body = world.get(first["@odata.deltaLink"]).json()
+    assert body["value"] == [{"id": moving, "@removed": {"reason": "deleted"}}]

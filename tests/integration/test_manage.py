@@ -439,10 +439,7 @@ async def test_sections_not_built_yet_are_refused_not_reported_done(
     cloud_api: Api, cloud: Cloud
 ) -> None:
     _, _pbx, h = await _connected(cloud_api, cloud)
-    for path, body in (
-        ("contacts-sync", {"enabled": True}),
-        ("presence-sync", {"enabled": True}),
-    ):
+    for path, body in (("presence-sync", {"enabled": True}),):
         resp = await cloud_api.client.put(f"/api/v1/integration/{path}", json=body, headers=h)
         assert resp.status_code == 422 and resp.json()["code"] == "not_available", path
         after = (await cloud_api.client.get(f"/api/v1/integration/{path}", headers=h)).json()
@@ -459,3 +456,10 @@ async def test_sections_not_built_yet_are_refused_not_reported_done(
         "/api/v1/integration/sync", json={"scopes": ["contacts"]}, headers=h
     )
     assert only.status_code == 409 and only.json()["code"] == "section_not_active"
+    # Contacts sync is built: turning it on is accepted and queues its first run.
+    on = await cloud_api.client.put(
+        "/api/v1/integration/contacts-sync", json={"enabled": True}, headers=h
+    )
+    assert on.status_code == 200 and on.json()["state"] == "active", on.text
+    runs = (await cloud_api.client.get("/api/v1/sync-runs", headers=h)).json()["items"]
+    assert [r["scopes"] for r in runs] == [["contacts"]]
