@@ -20,6 +20,7 @@ from app.middleware import RequestContext
 from app.notifications.endpoints import api_router as subscriptions_router
 from app.notifications.endpoints import router as webhooks_router
 from app.notifications.webhooks import Inbox
+from app.presence.loop import PresenceLoop
 from app.runtime import Runtime
 from app.scheduling.timers import ScheduleTimers
 from app.sync.endpoints import router as sync_router
@@ -62,6 +63,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     log.info("created the default PBX from PBX_API_KEY")
         if cfg.worker_enabled:
             app.state.worker.start()
+        # Presence is a loop of its own: sync runs never hold it up, nor it them.
+        app.state.presence = PresenceLoop(app.state.runtime)
+        if cfg.worker_enabled and cfg.presence_enabled:
+            app.state.presence.start()
         app.state.timers = ScheduleTimers(
             app.state.runtime, poll_seconds=cfg.schedule_poll_seconds, on_fire=app.state.worker.wake
         )
@@ -72,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await app.state.timers.stop()
+            await app.state.presence.stop()
             await app.state.worker.stop()
             await app.state.runtime.close()
             await engine.dispose()

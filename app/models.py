@@ -13,6 +13,7 @@ from app.directory.models import (
 )
 from app.integration.models import Integration, OAuthState, SyncRule, TokenCache
 from app.notifications.models import GraphSubscription, NotificationEvent, PendingChanges
+from app.presence.models import PresenceState
 from app.scheduling.models import ScheduleFire
 from app.sync.models import DeltaLink, Outbox, SyncChange, SyncFailure, SyncRun
 from app.tenants.models import ApiKey, Pbx
@@ -35,6 +36,7 @@ __all__ = [
     "PendingChanges",
     "Phonebook",
     "PhonebookVisibility",
+    "PresenceState",
     "ScheduleFire",
     "SyncChange",
     "SyncFailure",

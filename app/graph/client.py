@@ -25,6 +25,8 @@ from app.graph.errors import GraphError
 log = logging.getLogger("pbx_entra.graph")
 TokenSource = Callable[[bool], Awaitable[str]]  # force_refresh -> access token
 RETRY_STATUSES = {429, 500, 502, 503, 504}
+# getPresencesByUserId takes at most 650 user ids a request (cloudcommunications-getpresencesbyuserid).
+MAX_PRESENCE_IDS = 650
 
 
 def ssl_context(ca_bundle: Path | None) -> ssl.SSLContext:
@@ -266,3 +268,17 @@ class GraphClient:
                 await self._pause(delay)
             pending = retry
         return results
+
+    async def presences(self, user_ids: list[str]) -> list[dict[str, Any]]:
+        """Teams presence of these users: `POST /communications/getPresencesByUserId`, 650 ids a
+        request; each item holds `id`, `availability` and `activity`."""
+        ids = list(dict.fromkeys(user_ids))
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(ids), MAX_PRESENCE_IDS):
+            body = await self.request(
+                "POST",
+                "communications/getPresencesByUserId",
+                json_body={"ids": ids[start : start + MAX_PRESENCE_IDS]},
+            )
+            found.extend(v for v in body.get("value", []) if isinstance(v, dict))
+        return found

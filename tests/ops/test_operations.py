@@ -25,7 +25,7 @@ async def test_readyz_ok_at_head(api: Api) -> None:
     resp = await api.client.get("/readyz")
     assert resp.status_code == 200
     body = resp.json()
-    assert body["status"] == "ok" and body["migration"] == body["head"] == "0001"
+    assert body["status"] == "ok" and body["migration"] == body["head"] == "0002_presence"
 
 
 async def _started(settings: Settings) -> tuple[Any, httpx.AsyncClient]:
