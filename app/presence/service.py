@@ -132,7 +132,7 @@ async def _rebuild(
     if not chosen:
         return None, [], None, None
     try:
-        row = await subscription.create(runtime, pbx_id, chosen, now)
+        row = await subscription.create(runtime, pbx_id, chosen)
     except (GraphError, TokenError) as exc:
         log.warning("presence subscription of PBX %s refused: %s; polling instead", pbx_id, exc)
         out.actions.append("refused")
@@ -187,7 +187,7 @@ async def step(
                 rebuild = True  # re-chosen at renewal
             else:
                 try:
-                    expires = await subscription.renew(runtime, pbx_id, sub_id, now)
+                    expires = await subscription.renew(runtime, pbx_id, sub_id)
                     out.actions.append("renewed")
                 except (GraphError, TokenError) as exc:
                     log.warning("renewing presence subscription %s failed: %s", sub_id, exc)

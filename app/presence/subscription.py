@@ -11,6 +11,7 @@ import logging
 import secrets
 from datetime import datetime, timedelta
 
+from app.db import utcnow
 from app.graph.auth import TokenError
 from app.graph.client import MAX_PRESENCE_IDS
 from app.graph.errors import GraphError
@@ -37,17 +38,17 @@ def _iso(value: datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
 
 
-async def create(
-    runtime: Runtime, pbx_id: str, entra_ids: list[str], now: datetime
-) -> GraphSubscription:
+async def create(runtime: Runtime, pbx_id: str, entra_ids: list[str]) -> GraphSubscription:
     """Create the subscription; a 409 (one already exists for the account, e.g. left by a
-    process that died) deletes the stale one and tries once more. Raises GraphError/TokenError."""
+    process that died) deletes the stale one and tries once more. Raises GraphError/TokenError.
+
+    Expiry times are reckoned on the wall clock: Graph checks them against its own."""
     graph = graph_for(runtime, pbx_id)
     base = runtime.settings.public_base_url
     resource = resource_for(entra_ids)
     for attempt in (1, 2):
         client_state = secrets.token_urlsafe(32)
-        expires = now + LIFETIME
+        expires = utcnow() + LIFETIME
         try:
             body = await graph.request(
                 "POST",
@@ -87,9 +88,9 @@ async def delete_stale(runtime: Runtime, pbx_id: str) -> None:
             await delete(runtime, pbx_id, str(sub["id"]))
 
 
-async def renew(runtime: Runtime, pbx_id: str, subscription_id: str, now: datetime) -> datetime:
+async def renew(runtime: Runtime, pbx_id: str, subscription_id: str) -> datetime:
     """Extend the subscription (a renewal also reauthorizes it); raises GraphError/TokenError."""
-    expires = now + LIFETIME
+    expires = utcnow() + LIFETIME
     await graph_for(runtime, pbx_id).request(
         "PATCH", f"subscriptions/{subscription_id}", json_body={"expirationDateTime": _iso(expires)}
     )
