@@ -71,5 +71,5 @@ async def served(
 async def served_many(
     app_factory: Any, database_url: str, cloud: Cloud, service_tls: dict[str, str]
 ) -> AsyncIterator[PresenceWorld]:
-    async for w in served_world(app_factory, database_url, cloud, service_tls, users=660):
+    async for w in served_world(app_factory, database_url, cloud, service_tls, users=700):
         yield w
