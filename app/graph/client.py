@@ -269,16 +269,18 @@ class GraphClient:
             pending = retry
         return results
 
-    async def presences(self, user_ids: list[str]) -> list[dict[str, Any]]:
+    async def presences(self, user_ids: list[str], concurrency: int = 4) -> list[dict[str, Any]]:
         """Teams presence of these users: `POST /communications/getPresencesByUserId`, 650 ids a
-        request; each item holds `id`, `availability` and `activity`."""
+        request, a few requests in flight; each item holds `id`, `availability`, `activity`."""
         ids = list(dict.fromkeys(user_ids))
-        found: list[dict[str, Any]] = []
-        for start in range(0, len(ids), MAX_PRESENCE_IDS):
-            body = await self.request(
-                "POST",
-                "communications/getPresencesByUserId",
-                json_body={"ids": ids[start : start + MAX_PRESENCE_IDS]},
-            )
-            found.extend(v for v in body.get("value", []) if isinstance(v, dict))
-        return found
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(chunk: list[str]) -> list[dict[str, Any]]:
+            async with gate:
+                body = await self.request(
+                    "POST", "communications/getPresencesByUserId", json_body={"ids": chunk}
+                )
+            return [v for v in body.get("value", []) if isinstance(v, dict)]
+
+        chunks = [ids[i : i + MAX_PRESENCE_IDS] for i in range(0, len(ids), MAX_PRESENCE_IDS)]
+        return [item for part in await asyncio.gather(*(one(c) for c in chunks)) for item in part]

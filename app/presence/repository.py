@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -98,14 +99,17 @@ async def followers(
         )
         .order_by(Extension.entra_id)
     )
-    wanted = sorted(set(entra_ids)) if entra_ids is not None else None
-    chunks = [wanted[i : i + 500] for i in range(0, len(wanted), 500)] if wanted else [None]
+    wanted = set(entra_ids) if entra_ids is not None else None
     if wanted is not None and not wanted:
         return []
+    # A few ids: by id; many: the PBX's followers in one query, filtered here.
+    few = wanted is not None and len(wanted) <= 500
+    query = stmt.where(Extension.entra_id.in_(sorted(wanted))) if few and wanted else stmt
     found: list[Follower] = []
-    for chunk in chunks:
-        query = stmt if chunk is None else stmt.where(Extension.entra_id.in_(chunk))
-        for row in (await session.execute(query)).all():
+    for n, row in enumerate((await session.execute(query)).all()):
+        if n % 1000 == 999:
+            await asyncio.sleep(0)  # long lists: let the webhook and the API in
+        if wanted is None or row.entra_id in wanted:
             current = (
                 Current(row.status, row.source, row.teams_availability, row.teams_activity)
                 if row.status is not None
@@ -156,12 +160,16 @@ async def state(session: AsyncSession, pbx_id: str) -> PresenceState:
 async def take_lease(
     session: AsyncSession, pbx_id: str, owner: str, now: datetime, until: datetime
 ) -> bool | None:
-    """Hold the PBX for `owner` until `until`: True if newly taken (the previous owner, if
-    any, stopped renewing: a gap), False if renewed, None if another process holds it."""
+    """Hold the PBX for `owner` until `until`: True if newly taken (the previous owner, or this
+    one, stopped renewing in time: a gap), False if renewed, None if another process holds it."""
     await state(session, pbx_id)
     renewed = await session.execute(
         update(PresenceState)
-        .where(PresenceState.pbx_id == pbx_id, PresenceState.locked_by == owner)
+        .where(
+            PresenceState.pbx_id == pbx_id,
+            PresenceState.locked_by == owner,
+            PresenceState.locked_until >= now,
+        )
         .values(locked_until=until)
     )
     if rowcount(renewed):

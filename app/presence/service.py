@@ -8,6 +8,7 @@ reads them together.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from dataclasses import dataclass, field
@@ -71,7 +72,9 @@ async def apply(runtime: Runtime, pbx_id: str, items: list[dict[str, Any]], now:
         }
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
-        for item in items:
+        for n, item in enumerate(items):
+            if n % 1000 == 999:
+                await asyncio.sleep(0)  # long lists: let the webhook and the API in
             follower = by_id.get(str(item.get("id")))
             if follower is None:
                 continue
@@ -247,8 +250,6 @@ async def on_notifications(
                 state.subscription_id, state.subscribed_ids, state.expires_at = None, [], None
             elif "reauthorizationRequired" in lifecycle:
                 state.expires_at = now  # renewing reauthorizes
-    if not changed:
-        return 0, 0
-    async with session_scope(runtime.sessionmaker) as session:
-        wanted = {f.entra_id for f in await repo.followers(session, pbx_id, changed)}
-    return await read_and_apply(runtime, pbx_id, wanted, now)
+    # The subscription covers followers only; one who stopped following meanwhile is read but
+    # not applied.
+    return await read_and_apply(runtime, pbx_id, changed, now)

@@ -187,6 +187,11 @@ async def test_catch_up_after_the_service_was_down(served: PresenceWorld) -> Non
         assert (await w.presence(ext))["status"] == "do_not_disturb"
     # Another process does not take over a PBX whose lease is alive.
     assert await w.new_loop("third").tick(w.now) == {}
+    # A process that missed its own lease (stalled) catches up too.
+    second = w.new_loop("second")
+    w.clear()
+    outcome = await w.tick(after=3 * 3600, loop=second)
+    assert "catch-up" in outcome.actions and len(w.reads()) == 1
 
 
 async def test_lifecycle_events_renew_or_rebuild(served: PresenceWorld) -> None:
