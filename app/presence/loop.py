@@ -17,6 +17,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from app.db import session_scope, utcnow
 from app.graph.auth import TokenError
@@ -55,6 +56,7 @@ class PresenceLoop:
         )
         self.lease = timedelta(seconds=max(15.0, 5 * self.tick_seconds))
         self._tasks: list[asyncio.Task[None]] = []
+        self.memo: dict[str, Any] = {}  # per PBX: its followers' fingerprint at the last visit
 
     async def tick(self, now: datetime | None = None) -> dict[str, Outcome]:
         """Visit every PBX with presence sync on (or state to clean up); the outcomes of those
@@ -72,6 +74,7 @@ class PresenceLoop:
                     now,
                     lease=self.lease,
                     poll_every=self.poll_every,
+                    memo=self.memo,
                 )
             except Exception:
                 log.exception("presence of PBX %s", pbx_id)

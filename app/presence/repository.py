@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, or_, select, update
+from sqlalchemy import bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import rowcount, table_of
@@ -119,6 +119,28 @@ async def followers(
                 Follower(row.id, row.entra_id, dict(row.mapping), current, row.teams_changed_at)
             )
     return found
+
+
+async def fingerprint(session: AsyncSession, pbx_id: str) -> tuple[int, Any, Any]:
+    """(count, latest setting change, latest extension change) of the PBX's followers: cheap,
+    and different whenever a user enables or disables the feature or an extension changes."""
+    stmt = (
+        select(
+            func.count(),
+            func.max(TeamsPresenceSetting.updated_at),
+            func.max(Extension.updated_at),
+        )
+        .select_from(Extension)
+        .join(TeamsPresenceSetting, TeamsPresenceSetting.extension_id == Extension.id)
+        .where(
+            Extension.pbx_id == pbx_id,
+            Extension.managed_by == "entra",
+            Extension.entra_id.is_not(None),
+            TeamsPresenceSetting.enabled.is_(True),
+        )
+    )
+    row = (await session.execute(stmt)).one()
+    return int(row[0]), row[1], row[2]
 
 
 async def write_presence(

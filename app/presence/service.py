@@ -58,18 +58,29 @@ def user_of(resource: str) -> str | None:
     return match.group(1) if match else None
 
 
-async def apply(runtime: Runtime, pbx_id: str, items: list[dict[str, Any]], now: datetime) -> int:
+async def apply(
+    runtime: Runtime,
+    pbx_id: str,
+    items: list[dict[str, Any]],
+    now: datetime,
+    snapshot: list[Follower] | None = None,
+) -> int:
     """Apply Teams readings to the PBX's following extensions; returns how many changed.
 
     Each extension's row is read again in the writing transaction, so a manual change made
-    meanwhile is judged against (and kept unless Teams moved)."""
+    meanwhile is judged against (and kept unless Teams moved); a long read may pass the
+    followers it was made for instead."""
     if not items:
         return 0
     async with session_scope(runtime.sessionmaker) as session:
-        by_id = {
-            f.entra_id: f
-            for f in await repo.followers(session, pbx_id, [str(i.get("id")) for i in items])
-        }
+        by_id = (
+            {f.entra_id: f for f in snapshot}
+            if snapshot is not None
+            else {
+                f.entra_id: f
+                for f in await repo.followers(session, pbx_id, [str(i.get("id")) for i in items])
+            }
+        )
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
         for n, item in enumerate(items):
@@ -88,13 +99,17 @@ async def apply(runtime: Runtime, pbx_id: str, items: list[dict[str, Any]], now:
 
 
 async def read_and_apply(
-    runtime: Runtime, pbx_id: str, entra_ids: set[str], now: datetime
+    runtime: Runtime,
+    pbx_id: str,
+    entra_ids: set[str],
+    now: datetime,
+    snapshot: list[Follower] | None = None,
 ) -> tuple[int, int]:
     """One bulk read of these users (650 a request) and its application: (read, changed)."""
     if not entra_ids:
         return 0, 0
     items = await graph_for(runtime, pbx_id).presences(sorted(entra_ids))
-    return len(items), await apply(runtime, pbx_id, items, now)
+    return len(items), await apply(runtime, pbx_id, items, now, snapshot)
 
 
 async def stop(runtime: Runtime, pbx_id: str, connected: bool, keep_state: bool) -> None:
@@ -154,9 +169,15 @@ async def step(
     *,
     lease: timedelta,
     poll_every: timedelta,
+    memo: dict[str, Any] | None = None,
 ) -> Outcome | None:
-    """One visit of a PBX by the process `owner`; None when another process looks after it."""
+    """One visit of a PBX by the process `owner`; None when another process looks after it.
+
+    `memo` keeps each PBX's followers fingerprint between visits: a visit with nothing due and
+    no follower changed reads no follower list (10,000 rows every tick would starve the
+    webhook)."""
     out = Outcome()
+    memo = {} if memo is None else memo
     async with session_scope(runtime.sessionmaker) as session:
         cond = await repo.conditions(session, pbx_id)
         taken = await repo.take_lease(session, pbx_id, owner, now, now + lease)
@@ -168,7 +189,26 @@ async def step(
         sub_id, subscribed = state.subscription_id, list(state.subscribed_ids or [])
         expires, retry_at = state.expires_at, state.retry_create_at
         catchup, last_poll = state.catchup_needed, state.last_poll_at
-        followers = await repo.followers(session, pbx_id) if cond.active else []
+        followers: list[Follower] = []
+        if cond.active:
+            print_ = await repo.fingerprint(session, pbx_id)
+            due = (
+                catchup
+                or print_ != memo.get(pbx_id)
+                or (
+                    print_[0] > len(subscribed)
+                    and (last_poll is None or now - last_poll >= poll_every)
+                )
+                or (
+                    sub_id is not None
+                    and (expires is None or expires - now < subscription.RENEW_BEFORE)
+                )
+                or (sub_id is None and (retry_at is None or now >= retry_at))
+            )
+            if not due:
+                out.subscribed, out.polled = len(subscribed), print_[0] - len(subscribed)
+                return out
+            followers = await repo.followers(session, pbx_id)
     if not cond.active:
         if sub_id is not None or not catchup or cond.presence_sync != "active":
             await stop(
@@ -219,7 +259,9 @@ async def step(
         last_poll = now
     read_ok = True
     try:
-        out.read, out.changed = await read_and_apply(runtime, pbx_id, reads, now)
+        # A long read is applied against this visit's snapshot (one follower list, not two).
+        snapshot = followers if len(reads) > 500 else None
+        out.read, out.changed = await read_and_apply(runtime, pbx_id, reads, now, snapshot)
     except (GraphError, TokenError) as exc:
         log.warning("reading presence of PBX %s failed: %s", pbx_id, exc)
         read_ok = False
@@ -233,6 +275,8 @@ async def step(
             state.catchup_needed = False
         else:
             state.catchup_needed = True
+    if read_ok:
+        memo[pbx_id] = print_
     return out
 
 
