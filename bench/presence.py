@@ -403,6 +403,7 @@ async def measure(bench: Bench, label: str, samples: int) -> dict[str, Any]:
         "subscribed_users": sum(len(s.subscribed_ids) for s in states.values()),
         "bulk_requests_per_round_max_per_pbx": max(per_round) if per_round else 0,
         "bulk_requests_per_round_total": sum(per_round),
+        "round_request_sizes": sorted(n for v in rounds.values() for n in v)[:20],
         "bound_ceil_polled_over_650_max": max(math.ceil(n / 650) for n in polled_per_pbx),
         "subscribed_p50_s": round(pct(sub_lat, 0.5), 3),
         "subscribed_p99_s": round(pct(sub_lat, 0.99), 3),

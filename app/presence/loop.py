@@ -54,7 +54,8 @@ class PresenceLoop:
         self.poll_every = timedelta(
             seconds=max(settings.presence_poll_seconds - self.tick_seconds, self.tick_seconds)
         )
-        self.lease = timedelta(seconds=max(15.0, 5 * self.tick_seconds))
+        # Renewed at the start of every pass: only a loop stalled this long counts as a gap.
+        self.lease = timedelta(seconds=max(60.0, 10 * self.tick_seconds))
         self._tasks: list[asyncio.Task[None]] = []
         self.memo: dict[str, Any] = {}  # per PBX: its followers' fingerprint at the last visit
 
@@ -64,6 +65,7 @@ class PresenceLoop:
         now = now or self.clock()
         async with session_scope(self.runtime.sessionmaker) as session:
             pbx_ids = await repo.pbxes_to_visit(session)
+            await repo.renew_leases(session, self.name, now, now + self.lease)
         done: dict[str, Outcome] = {}
         for pbx_id in pbx_ids:
             try:

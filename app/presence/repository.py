@@ -207,6 +207,15 @@ async def take_lease(
     return True if rowcount(taken) else None
 
 
+async def renew_leases(session: AsyncSession, owner: str, now: datetime, until: datetime) -> None:
+    """Extend every live lease `owner` holds: a pass over many PBXes may outlast one lease."""
+    await session.execute(
+        update(PresenceState)
+        .where(PresenceState.locked_by == owner, PresenceState.locked_until >= now)
+        .values(locked_until=until)
+    )
+
+
 async def release(session: AsyncSession, owner: str) -> None:
     await session.execute(
         update(PresenceState)
