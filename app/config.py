@@ -49,6 +49,13 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=8, ge=1, le=256)
     # A welcome email that could not be sent is retried with backoff for this long.
     welcome_email_give_up_seconds: float = Field(default=24 * 3600, gt=0)
+    # Teams presence: notifications are picked up this often and gathered this long before one
+    # bulk read; each PBX is visited every tick; users beyond the subscription are polled.
+    presence_enabled: bool = True
+    presence_notify_seconds: float = Field(default=0.1, gt=0)
+    presence_gather_seconds: float = Field(default=0.2, ge=0)
+    presence_tick_seconds: float = Field(default=2.0, gt=0)
+    presence_poll_seconds: float = Field(default=30.0, gt=0)
     # Demo mode (make run): a fixed development SECRET_KEY is allowed.
     demo: bool = False
     log_level: str = "INFO"

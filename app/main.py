@@ -24,6 +24,8 @@ from app.notifications.endpoints import NOTIFICATIONS
 from app.notifications.endpoints import api_router as subscriptions_router
 from app.notifications.endpoints import router as webhooks_router
 from app.notifications.webhooks import Inbox
+from app.presence import lifecycle as presence_lifecycle
+from app.presence.loop import PresenceLoop
 from app.runs import queue as runs_queue
 from app.runs.outbox import OUTBOX, send_pending
 from app.runtime import Runtime
@@ -46,8 +48,8 @@ PBX routes take `Authorization: Bearer <PBX API key>`; operator routes (`/api/v1
 `ADMIN_API_KEY`. Errors are RFC 9457 problem documents with a stable `code`."""
 
 
-def supervisor(runtime: Runtime, worker: Worker) -> Supervisor:
-    """The loops of one process: none waits for another (presence adds its own)."""
+def supervisor(runtime: Runtime, worker: Worker, presence: PresenceLoop) -> Supervisor:
+    """The loops of one process: none waits for another."""
     cfg = runtime.settings
     maker = runtime.sessionmaker
     sup = Supervisor()
@@ -69,6 +71,11 @@ def supervisor(runtime: Runtime, worker: Worker) -> Supervisor:
         wakeup=wakeup_of(maker, OUTBOX),
     )
     sup.every("purge", PURGE_EVERY_SECONDS, lambda: _purge(runtime))
+    if cfg.presence_enabled:
+        # Teams presence: notifications read in bulk, and each PBX's upkeep (stop conditions,
+        # subscription, polling, catch-up); sync runs never hold it up, nor it them.
+        sup.every("presence-notifications", cfg.presence_notify_seconds, presence.notifications)
+        sup.every("presence-upkeep", cfg.presence_tick_seconds, presence.tick)
     return sup
 
 
@@ -90,6 +97,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         app.state.sessionmaker = sessionmaker(engine)
         app.state.runtime = Runtime.create(cfg, app.state.sessionmaker, clock)
         app.state.inbox = Inbox(app.state.sessionmaker, app.state.runtime.clock)
+        # Presence first: it deletes its own subscription before the others are removed.
+        presence_lifecycle.install(app.state.runtime)
         notifications_lifecycle.install(app.state.runtime)
         app.state.worker = Worker(
             app.state.runtime,
@@ -98,7 +107,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             concurrency=cfg.worker_concurrency,
             on_claim=[notifications_lifecycle.run_claimed],
         )
-        app.state.supervisor = supervisor(app.state.runtime, app.state.worker)
+        app.state.presence = PresenceLoop(app.state.runtime)
+        app.state.supervisor = supervisor(app.state.runtime, app.state.worker, app.state.presence)
         if cfg.pbx_api_key is not None:
             async with session_scope(app.state.sessionmaker) as session:
                 created = await tenants_service.bootstrap_default(
@@ -122,6 +132,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         finally:
             await app.state.timers.stop()
             await app.state.supervisor.stop()
+            await app.state.presence.release()
             await app.state.runtime.close()
             await engine.dispose()
 

@@ -13,6 +13,7 @@ from app.directory.models import (
 )
 from app.integration.models import Integration, OAuthState, SyncRule, TokenCache
 from app.notifications.models import GraphSubscription, NotificationEvent, PendingChanges
+from app.presence.models import PresenceState
 from app.runs.models import DeltaLink, Outbox, SyncChange, SyncFailure, SyncRun
 from app.scheduling.models import ScheduleFire
 from app.sso.models import SsoCode
@@ -36,6 +37,7 @@ __all__ = [
     "PendingChanges",
     "Phonebook",
     "PhonebookVisibility",
+    "PresenceState",
     "ScheduleFire",
     "SsoCode",
     "SyncChange",

@@ -834,6 +834,23 @@ async def list_deliveries(request: Request) -> Response:
 
 
 @_endpoint
+async def list_presence_reads(request: Request) -> Response:
+    """`?tenant_id=`: the getPresencesByUserId requests answered, with their ids."""
+    from emulator.graph import presence
+
+    found = presence.presence_reads(_state(request), request.query_params.get("tenant_id"))
+    return JSONResponse({"value": found})
+
+
+@_endpoint
+async def clear_presence_reads(request: Request) -> Response:
+    from emulator.graph import presence
+
+    presence.clear_presence_reads(_state(request))
+    return Response(status_code=204)
+
+
+@_endpoint
 async def list_requests(request: Request) -> Response:
     """`?since=<seq>&path_contains=&method=&tenant_id=&status=`: the logged requests, oldest
     first."""
@@ -996,6 +1013,8 @@ def control_routes() -> list[Route]:
         Route("/faults", list_faults, methods=["GET"]),
         Route("/faults", clear_faults, methods=["DELETE"]),
         Route("/faults/{fault_id}", delete_fault, methods=["DELETE"]),
+        Route("/presence/reads", list_presence_reads, methods=["GET"]),
+        Route("/presence/reads", clear_presence_reads, methods=["DELETE"]),
         Route("/requests", list_requests, methods=["GET"]),
         Route("/requests", clear_requests, methods=["DELETE"]),
     ]

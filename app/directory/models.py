@@ -145,6 +145,10 @@ class ExtensionPresence(Base):
     status: Mapped[str] = mapped_column(String(32), default="available")
     source: Mapped[str] = mapped_column(String(16), default="manual")
     teams_availability: Mapped[str | None] = mapped_column(String(32), default=None)
+    teams_activity: Mapped[str | None] = mapped_column(String(64), default=None)
+    # When Teams last reported a different availability or activity (the busiest users are the
+    # ones the presence subscription covers).
+    teams_changed_at: Mapped[datetime | None] = mapped_column(default=None)
     updated_at: Mapped[datetime]
 
 

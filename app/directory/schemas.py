@@ -83,6 +83,7 @@ class PresenceOut(BaseModel):
     status: PresenceStatus
     source: Literal["manual", "teams"]
     teams_availability: str | None
+    teams_activity: str | None = None
     updated_at: datetime | None
 
 

@@ -90,12 +90,17 @@ def check_delete(kind: str, obj: Any, locked: tuple[str, ...]) -> None:
 def _presence_out(p: ExtensionPresence | None) -> PresenceOut:
     if p is None:
         return PresenceOut(
-            status="available", source="manual", teams_availability=None, updated_at=None
+            status="available",
+            source="manual",
+            teams_availability=None,
+            teams_activity=None,
+            updated_at=None,
         )
     return PresenceOut(
         status=p.status,
         source=p.source,
         teams_availability=p.teams_availability,
+        teams_activity=p.teams_activity,
         updated_at=p.updated_at,
     )
 

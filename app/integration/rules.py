@@ -25,7 +25,7 @@ from app.tenants.models import Pbx
 
 # Sections the service cannot carry out yet: refused on PUT with 422 `not_available` (never
 # accepted and then reported as done). The capability that builds one removes it here.
-NOT_AVAILABLE: frozenset[str] = frozenset({"presence_sync"})
+NOT_AVAILABLE: frozenset[str] = frozenset()
 
 
 async def _rule(session: AsyncSession, pbx_id: str, section: str) -> SyncRule | None:

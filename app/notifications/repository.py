@@ -6,11 +6,28 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, delete, insert, select, update
+from sqlalchemy import ColumnElement, Select, delete, func, insert, not_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import chunked, table_of, utcnow
 from app.notifications.models import GraphSubscription, NotificationEvent, PendingChanges
+
+# Presence subscriptions and their notifications belong to the presence loop, not to the runs.
+PRESENCE_RESOURCE = "/communications/presences"
+
+
+def presence_events() -> ColumnElement[bool]:
+    """Events of a presence subscription (by its resource) or about a presence resource."""
+    resource = func.lower(NotificationEvent.resource)
+    return or_(
+        resource.like("communications/presences%"),
+        resource.like("/communications/presences%"),
+        NotificationEvent.subscription_id.in_(
+            select(GraphSubscription.id).where(
+                GraphSubscription.resource.like(f"{PRESENCE_RESOURCE}%")
+            )
+        ),
+    )
 
 
 async def subscriptions_by_ids(
@@ -45,7 +62,7 @@ async def claim_events(session: AsyncSession, limit: int = 5000) -> list[Notific
     """Unprocessed events, locked so that one replica counts each (SKIP LOCKED on PostgreSQL)."""
     stmt = (
         select(NotificationEvent)
-        .where(NotificationEvent.processed_at.is_(None))
+        .where(NotificationEvent.processed_at.is_(None), not_(presence_events()))
         .order_by(NotificationEvent.id)
         .limit(limit)
     )

@@ -10,6 +10,7 @@ user IDs ... per API request".
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 from emulator.graph.access import require_permission
@@ -21,9 +22,29 @@ from emulator.graph.http import (
     not_found,
     router,
 )
-from emulator.state import Tenant, User
+from emulator.state import EmulatorState, Tenant, User
 
 MAX_PRESENCE_IDS = 650
+READS_KEPT = 10_000
+
+
+def _reads(state: EmulatorState) -> deque[dict[str, Any]]:
+    found: deque[dict[str, Any]] | None = state.extra.get("presence.reads")
+    if found is None:
+        found = state.extra.setdefault("presence.reads", deque(maxlen=READS_KEPT))
+    return found
+
+
+def presence_reads(state: EmulatorState, tenant_id: str | None = None) -> list[dict[str, Any]]:
+    """The getPresencesByUserId requests answered, oldest first: `{tenant_id, ids}` each (the
+    request log keeps no bodies; counting users per bulk request needs them)."""
+    with state.lock:
+        return [dict(r) for r in _reads(state) if tenant_id is None or r["tenant_id"] == tenant_id]
+
+
+def clear_presence_reads(state: EmulatorState) -> None:
+    with state.lock:
+        _reads(state).clear()
 
 
 def presence_body(tenant: Tenant, user_id: str) -> dict[str, Any]:
@@ -76,6 +97,8 @@ async def get_presences_by_user_id(request: GraphRequest) -> GraphResponse:
             "per request.",
         )
     tenant = caller.tenant
+    with request.state.lock:
+        _reads(request.state).append({"tenant_id": tenant.id, "ids": list(ids)})
     values = [
         presence_body(tenant, user_id)
         for user_id in dict.fromkeys(ids)

@@ -39,6 +39,7 @@ async def test_create_and_read_extension(api: Api) -> None:
         "status": "available",
         "source": "manual",
         "teams_availability": None,
+        "teams_activity": None,
         "updated_at": None,
     }
     assert ext["welcome_email"] is None

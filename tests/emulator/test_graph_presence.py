@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import httpx
 import pytest
 
 from emulator import mutations
@@ -81,3 +82,22 @@ def test_presence_needs_presence_permission(world: World) -> None:
     )
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "Authorization_RequestDenied"
+
+
+def test_bulk_reads_are_recorded_with_their_ids(world: World, control: httpx.Client) -> None:
+    """The control API lists each getPresencesByUserId request with the ids it asked for."""
+    busy, away = world.user("busy2"), world.user("away2")
+    token = world.token(world.admin, scopes={"Presence.Read.All"})
+    control.delete("/presence/reads").raise_for_status()
+    world.post("/communications/getPresencesByUserId", token=token, json={"ids": [busy.id]})
+    world.post(
+        "/communications/getPresencesByUserId", token=token, json={"ids": [busy.id, away.id]}
+    )
+    reads = control.get("/presence/reads", params={"tenant_id": world.tenant.id}).json()
+    assert reads["value"] == [
+        {"tenant_id": world.tenant.id, "ids": [busy.id]},
+        {"tenant_id": world.tenant.id, "ids": [busy.id, away.id]},
+    ]
+    assert control.get("/presence/reads", params={"tenant_id": "other"}).json()["value"] == []
+    control.delete("/presence/reads").raise_for_status()
+    assert control.get("/presence/reads").json()["value"] == []

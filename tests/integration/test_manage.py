@@ -436,14 +436,27 @@ async def test_disable_with_deletion_runs_the_cleanup_and_keeps_history(
 
 
 async def test_sections_not_built_yet_are_refused_not_reported_done(
-    cloud_api: Api, cloud: Cloud
+    cloud_api: Api, cloud: Cloud, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from app.integration import rules
+
     _, _pbx, h = await _connected(cloud_api, cloud)
-    for path, body in (("presence-sync", {"enabled": True}),):
-        resp = await cloud_api.client.put(f"/api/v1/integration/{path}", json=body, headers=h)
-        assert resp.status_code == 422 and resp.json()["code"] == "not_available", path
-        after = (await cloud_api.client.get(f"/api/v1/integration/{path}", headers=h)).json()
-        assert after["state"] == "off" and after["enabled"] is False, path
+    # Every section is built; the table still refuses any section it names.
+    assert frozenset() == rules.NOT_AVAILABLE
+    monkeypatch.setattr(rules, "NOT_AVAILABLE", frozenset({"presence_sync"}))
+    path = "presence-sync"
+    resp = await cloud_api.client.put(
+        f"/api/v1/integration/{path}", json={"enabled": True}, headers=h
+    )
+    assert resp.status_code == 422 and resp.json()["code"] == "not_available", path
+    after = (await cloud_api.client.get(f"/api/v1/integration/{path}", headers=h)).json()
+    assert after["state"] == "off" and after["enabled"] is False, path
+    monkeypatch.undo()
+    # Presence sync is built: enabling it is accepted, and it queues no run (a loop of its own).
+    on = await cloud_api.client.put(
+        "/api/v1/integration/presence-sync", json={"enabled": True}, headers=h
+    )
+    assert on.status_code == 200 and on.json()["enabled"] is True, on.text
     # Switching them off is fine (presence and SSO have no run and no pause).
     for path in ("presence-sync", "sso", "contacts-sync"):
         resp = await cloud_api.client.put(

@@ -85,6 +85,8 @@ async def test_the_service_runs_its_loops_under_one_supervisor(database_url: str
             "subscriptions",
             "outbox",
             "purge",
+            "presence-notifications",
+            "presence-upkeep",
         }
         # Each `every` loop does its first round (real database work) at once.
         for _ in range(1000):
