@@ -235,7 +235,12 @@ class RunExecutor:
             for scope in scopes:
                 try:
                     if scope == "users":
-                        await self.sync_users()
+                        if self.trigger != "on_demand":
+                            await self.sync_users()
+                        # Users provisioned on demand: their own plans, in this run.
+                        from app.sync.provision import run_on_demand
+
+                        await run_on_demand(self)
                         if (
                             self.users_changed
                             and "groups" not in scopes

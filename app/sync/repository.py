@@ -141,3 +141,9 @@ async def drop_delta_links(session: AsyncSession, pbx_id: str, prefix: str) -> N
 
 def _chunks(items: list[str], size: int) -> list[list[str]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+async def failure(
+    session: AsyncSession, pbx_id: str, scope: str, entra_id: str
+) -> SyncFailure | None:
+    return await session.get(SyncFailure, (pbx_id, scope, entra_id))

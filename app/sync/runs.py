@@ -55,6 +55,9 @@ async def enqueue(
                 if trigger == "resync":
                     # A resync (full listing) is stronger than what was waiting.
                     waiting.trigger = "resync"
+                elif waiting.trigger == "on_demand" and trigger != "on_demand":
+                    # A whole sync is stronger than one user's; it still covers that user.
+                    waiting.trigger = trigger
                 await session.flush()
                 return waiting, False
         run = SyncRun(

@@ -171,7 +171,7 @@ class Worker:
                     run.trigger,
                     run.scopes,
                     dry_run=run.dry_run,
-                    plan=run.plan if run.trigger == "cleanup" else None,
+                    plan=run.plan if run.trigger in ("cleanup", "on_demand") else None,
                 )
                 if retry.retry_of is None:
                     retry.retry_of = run.id
