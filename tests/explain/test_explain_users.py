@@ -294,3 +294,11 @@ async def test_group_range_names_the_groups(sync_api: Api, cloud: Cloud) -> None
     assert len(paths) == 2 and paths[1].endswith("/transitiveMemberOf/microsoft.graph.group")
     body = await explain(s, outside)
     assert steps(body)["groups"]["ok"] is False and body["outcome"]["action"] == "nothing"
+    # A synced member deleted from Entra: explain and the (incremental) run agree on delete.
+    await s.run_worker()
+    assert inside in await s.synced()
+    s.control("DELETE", f"/users/{inside}")
+    assert (await explain(s, inside))["outcome"]["action"] == "delete"
+    run = await s.sync()
+    assert run["status"] == "succeeded", run["error"]
+    assert run["users"]["deleted"] == 1 and inside not in await s.synced()
