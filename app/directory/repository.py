@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import Any
 
 from sqlalchemy import Select, delete, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -283,48 +282,48 @@ async def extension_following(
     return rows[0] if rows else None
 
 
-async def _count_max(session: AsyncSession, *where: Any) -> tuple[int, str | None]:
-    stmt = select(func.count(), func.max(Extension.number)).where(*where)
-    count, top = (await session.execute(stmt)).one()
-    return int(count), top
-
-
 async def auto_number_and_seats(
     session: AsyncSession, pbx_id: str, start: str
 ) -> tuple[str | None, int]:
     """The first number the auto-number scan from `start` finds free (`start`, `start`+1, …
     zero-padded to the width of `start`, up to 12 digits; None when none is), and the seats in
-    use. One pass over the (pbx, length(number), number) index, cut in ranges: the numbers
-    shorter than `start` or below it, then per length a point lookup of the first candidate and
-    a count and max of that length; the rest. Only a run with holes is walked, up to its first."""
+    use. One count per number length over the (pbx, length(number), number) index gives the
+    seats and, with a point lookup of the first candidate and the largest number of each
+    length (index seeks), whether that length's candidates are all taken; only a run with
+    holes is walked, up to its first hole."""
     mine = Extension.pbx_id == pbx_id
     width = func.length(Extension.number)
+    per_length = {
+        int(n): int(count)
+        for n, count in await session.execute(
+            select(width, func.count()).where(mine).group_by(width)
+        )
+    }
+    seats = sum(per_length.values())
     length = len(start)
-    seats, _ = await _count_max(session, mine, width < length)
-    below, _ = await _count_max(session, mine, width == length, Extension.number < start)
-    seats += below
     low = start
-    free: str | None = None
+    below = 0
+    if per_length.get(length):
+        stmt = select(func.count()).where(mine, width == length, Extension.number < start)
+        below = int((await session.execute(stmt)).scalar_one())
     while length <= NUMBER_MAX_LENGTH:
-        count, top = await _count_max(session, mine, width == length, Extension.number >= low)
-        seats += count
-        if free is None:
-            if (
-                count == 0
-                or top is None
-                or await extension_with_number(session, pbx_id, low) is None
-            ):
-                free = low
-            elif count != int(top) - int(low) + 1:
-                free = await _first_hole(session, pbx_id, length, low)
-            elif top != "9" * length:
-                free = str(int(top) + 1).zfill(length)
-        if free is not None:
-            rest, _ = await _count_max(session, mine, width > length)
-            return free, seats + rest
+        count = per_length.get(length, 0) - (below if length == len(start) else 0)
+        if count == 0 or await extension_with_number(session, pbx_id, low) is None:
+            return low, seats
+        largest = (
+            select(Extension.number)
+            .where(mine, width == length)
+            .order_by(Extension.number.desc())
+            .limit(1)
+        )
+        top = str((await session.execute(largest)).scalar_one())
+        if count != int(top) - int(low) + 1:
+            return await _first_hole(session, pbx_id, length, low), seats
+        if top != "9" * length:
+            return str(int(top) + 1).zfill(length), seats
         length += 1
         low = "1" + "0" * (length - 1)
-    return free, seats
+    return None, seats
 
 
 async def _first_hole(session: AsyncSession, pbx_id: str, length: int, low: str) -> str:
