@@ -64,7 +64,44 @@ async def fill_to(runtime: Any, pbx_id: str, total: int, have: int) -> None:
             await session.execute(insert(table_of(Extension)), rows[i : i + 1000])
 
 
-async def one(kind: str, size: int, rounds: int, demo: dict[str, Any], workdir: Path) -> None:
+async def _slow_statements(svc: Any, cases: dict[str, str]) -> None:
+    """One more explain per case, printing its SQL statements that took over 10 ms."""
+    from sqlalchemy import event
+
+    engine = svc.runtime.sessionmaker.kw["bind"].sync_engine
+    seen: list[tuple[float, str]] = []
+
+    def before(conn: Any, cursor: Any, stmt: str, params: Any, ctx: Any, many: bool) -> None:
+        ctx.bench_started = time.perf_counter()
+
+    def after(conn: Any, cursor: Any, stmt: str, params: Any, ctx: Any, many: bool) -> None:
+        seen.append((time.perf_counter() - ctx.bench_started, " ".join(stmt.split())[:160]))
+
+    event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "after_cursor_execute", after)
+    try:
+        for case, uid in cases.items():
+            seen.clear()
+            wall, _ = await _timed(svc.api, svc.headers, uid)
+            slow = [(round(t * 1000, 1), q) for t, q in seen if t > 0.01]
+            print(
+                json.dumps(
+                    {
+                        "case": case,
+                        "wall_ms": round(wall * 1000, 1),
+                        "statements": len(seen),
+                        "slow": slow,
+                    }
+                )
+            )
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+        event.remove(engine, "after_cursor_execute", after)
+
+
+async def one(
+    kind: str, size: int, rounds: int, demo: dict[str, Any], workdir: Path, trace_sql: bool = False
+) -> None:
     async with service(kind, demo, workdir, max_extensions=100_000) as svc:
         api, h = svc.api, svc.headers
         await api.put(
@@ -151,6 +188,8 @@ async def one(kind: str, size: int, rounds: int, demo: dict[str, Any], workdir: 
                 }
             )
         )
+        if trace_sql:
+            await _slow_statements(svc, cases)
         for case, values in walls.items():
             values.sort()
             body = answers[case]
@@ -180,6 +219,7 @@ async def main() -> None:
     parser.add_argument("--databases", nargs="+", default=["postgresql"])
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--port", type=int, default=18453)
+    parser.add_argument("--trace-sql", action="store_true", help="print the slow statements")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="pbx-entra-bench-explain-"))
     proc, demo = start_emulator(
@@ -194,7 +234,7 @@ async def main() -> None:
     )
     try:
         for kind in args.databases:
-            await one(kind, args.users, args.rounds, demo, workdir)
+            await one(kind, args.users, args.rounds, demo, workdir, args.trace_sql)
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -85,6 +85,13 @@ class NumberView:
             return True
         raise LookupError(f"number {number} was not looked up")
 
+    def first_candidate_not_known_taken(self, n: int) -> int:
+        """Where the auto-number scan from candidate `n` can go on: every candidate from the
+        start below the first free one is taken."""
+        if self.first_free is not None and self.start <= n < int(self.first_free):
+            return int(self.first_free)
+        return n
+
     def add(self, number: str) -> None:
         self.known[number] = True
 

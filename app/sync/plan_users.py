@@ -160,6 +160,10 @@ class _Numbers:
         self.used = used
         self.width = len(start)
         self.next = int(start)
+        # A view that knows a run of taken candidates lets the scan jump over it.
+        skip = getattr(used, "first_candidate_not_known_taken", None)
+        if skip is not None:
+            self.next = skip(self.next)
 
     def take_auto(self) -> str:
         while True:
