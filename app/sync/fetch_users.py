@@ -276,7 +276,8 @@ async def _delta(
             entering = changes.added - managed_ids
             leaving = {
                 uid
-                for uid in sorted((changes.removed - changes.added) & managed_ids)
+                # Users with an extension or an outstanding failure: both must be settled.
+                for uid in sorted((changes.removed - changes.added) & (managed_ids | failed_ids))
                 if not await _still_in_range(graph, uid, rules.group_ids)
             }
             in_groups = (managed_ids | failed_ids | changes.added) - leaving
