@@ -120,3 +120,31 @@ async def test_provision_refusals(sync_api: Api, cloud: Cloud) -> None:
     blocked = await provision(s, doomed[0])
     assert blocked.status_code == 409 and blocked.json()["code"] == "run_held"
     assert not [r for r in await runs(s) if r["trigger"] == "on_demand"]
+
+
+async def test_a_reaped_on_demand_run_keeps_its_users_on_retry(sync_api: Api, cloud: Cloud) -> None:
+    from datetime import timedelta
+
+    from app.db import session_scope
+    from app.runs import repository as runs_repo
+    from app.sync.worker import Worker
+
+    s = await small(sync_api, cloud)
+    await s.put_rules("user-sync", {"enabled": True})
+    await s.run_worker()
+    uid = new_user(s, "pia")
+    other = new_user(s, "ole")
+    resp = await provision(s, uid)
+    assert resp.status_code == 202, resp.text
+    runtime = s.api.app.state.runtime
+    # A worker claims the on-demand run and dies: its lease is over at once.
+    async with session_scope(runtime.sessionmaker) as session:
+        claimed = await runs_repo.claim_next(session, "dead-worker", timedelta(seconds=-1))
+    assert claimed is not None and claimed.id == resp.json()["id"]
+    assert await Worker(runtime, name="survivor").reap() == 1
+    [retry] = await s.run_worker()
+    assert retry["retry_of"] == claimed.id and retry["trigger"] == "on_demand"
+    assert retry["status"] == "succeeded", retry
+    assert await changes(s, retry["id"]) == [("create", uid)]
+    synced = await s.synced()
+    assert uid in synced and other not in synced
