@@ -127,3 +127,17 @@ def sync(
     settings = _settings()
     check_database(settings)
     raise typer.Exit(asyncio.run(run_sync(settings, pbx, dry_run)))
+
+
+@cli.command()
+def explain(
+    user: Annotated[str, typer.Argument(help="The user's Entra id, userPrincipalName or mail")],
+    pbx: Annotated[str, typer.Option(help="The PBX's name")] = "default",
+    as_json: Annotated[bool, typer.Option("--json", help="The answer as JSON")] = False,
+) -> None:
+    """Why is this user (not) synced: each rule's verdict and what a sync would do now."""
+    from app.sync.cli import run_explain
+
+    settings = _settings()
+    check_database(settings)
+    raise typer.Exit(asyncio.run(run_explain(settings, pbx, user, as_json)))

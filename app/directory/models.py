@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, IdMixin, TimestampMixin
@@ -31,6 +31,8 @@ class Extension(IdMixin, TimestampMixin, ManagedMixin, Base):
         UniqueConstraint("pbx_id", "email_key"),
         UniqueConstraint("pbx_id", "entra_id"),
         Index("ix_extensions_pbx_former_entra_id", "pbx_id", "former_entra_id"),
+        # The auto-number scan of one user's plan: numbers of one length, in order.
+        Index("ix_extensions_pbx_number_length", "pbx_id", text("length(number)"), "number"),
     )
 
     pbx_id: Mapped[str] = mapped_column(ForeignKey("pbxes.id", ondelete="CASCADE"), index=True)

@@ -365,3 +365,123 @@ async def entra_ids_among(
         )
         found |= {str(x) for x in (await session.execute(stmt)).scalars()}
     return found
+
+
+# One user's plan (explain, provision on demand): indexed lookups only.
+
+NUMBER_MAX_LENGTH = 12
+_GAP_CHUNK = 1000
+
+
+async def extensions_touching(
+    session: AsyncSession, pbx_id: str, entra_id: str, email_key: str | None
+) -> list[Extension]:
+    """The extensions that follow, followed, or share the address of one user."""
+    conditions = [Extension.entra_id == entra_id, Extension.former_entra_id == entra_id]
+    if email_key:
+        conditions.append(Extension.email_key == email_key)
+    stmt = select(Extension).where(Extension.pbx_id == pbx_id, or_(*conditions))
+    return list((await session.execute(stmt)).scalars())
+
+
+async def extension_following(
+    session: AsyncSession, pbx_id: str, entra_id: str
+) -> Extension | None:
+    """The extension that follows (or followed) this Entra user: synced first, then released."""
+    stmt = select(Extension).where(
+        Extension.pbx_id == pbx_id,
+        or_(Extension.entra_id == entra_id, Extension.former_entra_id == entra_id),
+    )
+    rows = list((await session.execute(stmt)).scalars())
+    rows.sort(key=lambda e: e.entra_id != entra_id)
+    return rows[0] if rows else None
+
+
+async def auto_number_and_seats(
+    session: AsyncSession, pbx_id: str, start: str
+) -> tuple[str | None, int]:
+    """The first number the auto-number scan from `start` finds free (`start`, `start`+1, …
+    zero-padded to the width of `start`, up to 12 digits; None when none is), and the seats in
+    use. One count per number length over the (pbx, length(number), number) index gives the
+    seats and, with a point lookup of the first candidate and the largest number of each
+    length (index seeks), whether that length's candidates are all taken; only a run with
+    holes is walked, up to its first hole."""
+    mine = Extension.pbx_id == pbx_id
+    width = func.length(Extension.number)
+    per_length = {
+        int(n): int(count)
+        for n, count in await session.execute(
+            select(width, func.count()).where(mine).group_by(width)
+        )
+    }
+    seats = sum(per_length.values())
+    length = len(start)
+    low = start
+    below = 0
+    if per_length.get(length):
+        stmt = select(func.count()).where(mine, width == length, Extension.number < start)
+        below = int((await session.execute(stmt)).scalar_one())
+    while length <= NUMBER_MAX_LENGTH:
+        count = per_length.get(length, 0) - (below if length == len(start) else 0)
+        if count == 0 or await extension_with_number(session, pbx_id, low) is None:
+            return low, seats
+        largest = (
+            select(Extension.number)
+            .where(mine, width == length)
+            .order_by(Extension.number.desc())
+            .limit(1)
+        )
+        top = str((await session.execute(largest)).scalar_one())
+        if count != int(top) - int(low) + 1:
+            return await _first_hole(session, pbx_id, length, low), seats
+        if top != "9" * length:
+            return str(int(top) + 1).zfill(length), seats
+        length += 1
+        low = "1" + "0" * (length - 1)
+    return None, seats
+
+
+async def _first_hole(session: AsyncSession, pbx_id: str, length: int, low: str) -> str:
+    expected = int(low)
+    cursor = low
+    while True:
+        stmt = (
+            select(Extension.number)
+            .where(
+                Extension.pbx_id == pbx_id,
+                func.length(Extension.number) == length,
+                Extension.number >= cursor,
+            )
+            .order_by(Extension.number)
+            .limit(_GAP_CHUNK)
+        )
+        numbers = list((await session.execute(stmt)).scalars())
+        for number in numbers:
+            if int(number) != expected:
+                return str(expected).zfill(length)
+            expected += 1
+        if len(numbers) < _GAP_CHUNK:
+            return str(expected).zfill(length)
+        cursor = str(expected).zfill(length)
+
+
+async def synced_extensions_of(
+    session: AsyncSession, pbx_id: str, entra_ids: Iterable[str]
+) -> list[Extension]:
+    """The synced (or frozen) extensions of these Entra users, by the (pbx, entra id) index."""
+    ordered = sorted(set(entra_ids))
+    found: list[Extension] = []
+    for i in range(0, len(ordered), 500):
+        stmt = select(Extension).where(
+            Extension.pbx_id == pbx_id,
+            Extension.entra_id.in_(ordered[i : i + 500]),
+            Extension.managed_by.in_(("entra", "entra_frozen")),
+        )
+        found += list((await session.execute(stmt)).scalars())
+    return found
+
+
+async def groups_without_members(session: AsyncSession, pbx_id: str) -> list[ExtensionGroup]:
+    """The PBX's extension groups (at most `max_extension_groups`), without their members."""
+    stmt = select(ExtensionGroup).where(ExtensionGroup.pbx_id == pbx_id)
+    return list((await session.execute(stmt)).scalars())

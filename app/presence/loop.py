@@ -62,7 +62,7 @@ class PresenceLoop:
     async def tick(self, now: datetime | None = None) -> dict[str, Outcome]:
         """Visit every PBX with presence sync on (or state to clean up); the outcomes of those
         this process looks after."""
-        now = now or self.clock()
+        now = now or self.clock.now()
         async with session_scope(self.runtime.sessionmaker) as session:
             pbx_ids = await repo.pbxes_to_visit(session)
             await repo.renew_leases(session, self.name, now, now + self.lease)
@@ -101,7 +101,7 @@ class PresenceLoop:
                 lifecycle[pbx_id].append(event)
             elif (user := service.user_of(resource)) is not None:
                 changed[pbx_id].add(user)
-        now = self.clock()
+        now = self.clock.now()
 
         async def one(pbx_id: str) -> None:
             try:

@@ -80,6 +80,9 @@ def _fold(into: SyncRun, scopes: set[str], trigger: str) -> None:
     if trigger == "resync":
         # A resync (full listing) is stronger than what was waiting.
         into.trigger = "resync"
+    elif into.trigger == "on_demand" and trigger != "on_demand":
+        # A whole sync is stronger than one user's; it still covers that user.
+        into.trigger = trigger
 
 
 async def requeue_approved(session: AsyncSession, run: SyncRun) -> None:
@@ -145,7 +148,7 @@ async def reap(session: AsyncSession) -> list[tuple[str, str]]:
             run.trigger,
             run.scopes,
             dry_run=run.dry_run,
-            plan=run.plan if run.trigger == "cleanup" else None,
+            plan=run.plan if run.trigger in ("cleanup", "on_demand") else None,
         )
         if retry.retry_of is None:
             retry.retry_of = run.id

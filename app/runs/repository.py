@@ -311,3 +311,9 @@ async def outbox_item(
     row = await session.get(Outbox, item_id, with_for_update=True)
     ext = await session.get(Extension, row.extension_id) if row and row.extension_id else None
     return row, ext
+
+
+async def failure(
+    session: AsyncSession, pbx_id: str, scope: str, entra_id: str
+) -> SyncFailure | None:
+    return await session.get(SyncFailure, (pbx_id, scope, entra_id))

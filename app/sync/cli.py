@@ -118,3 +118,61 @@ async def _work_until(worker: Worker, run_id: str, maker: async_sessionmaker[Asy
                 if row is not None and row.status not in ("queued", "running"):
                     return
             await asyncio.sleep(0.5)
+
+
+async def run_explain(settings: Settings, pbx_name: str, user: str, as_json: bool) -> int:
+    """`pbx-entra explain USER`: the steps of one user's plan as a table (writes nothing)."""
+    from app.integration.tokens import graph_for
+    from app.sync.explain import explain_user
+
+    out = Console()
+    engine = create_engine(settings.database_url)
+    maker = sessionmaker(engine)
+    runtime = Runtime.create(settings, maker)
+    try:
+        async with session_scope(maker) as session:
+            pbx = (
+                await session.execute(select(Pbx).where(Pbx.name == pbx_name))
+            ).scalar_one_or_none()
+            if pbx is None:
+                console.print(f"[red]no PBX named {pbx_name!r}[/]")
+                return 2
+            try:
+                answer = await explain_user(
+                    session, graph_for(runtime, pbx.id), pbx.id, pbx.max_extensions, user
+                )
+            except ProblemError as exc:
+                console.print(f"[red]{exc.code}:[/] {exc.detail}")
+                return 1
+        if as_json:
+            out.print_json(answer.model_dump_json())
+            return 0
+        u = answer.user
+        title = f"{u.display_name or u.id} ({u.user_principal_name or 'not in Entra'})"
+        table = Table(title=title)
+        for col in ("step", "ok", "detail"):
+            table.add_column(col)
+        for step in answer.steps:
+            mark = "[green]yes[/]" if step.ok else f"[red]no[/] {step.code or ''}".rstrip()
+            table.add_row(step.step, mark, step.detail)
+        out.print(table)
+        o = answer.outcome
+        line = f"outcome: [bold]{o.action}[/]"
+        if o.code:
+            line += f" ({o.code})"
+        if o.number:
+            line += f", number {o.number}"
+        if o.planned:
+            line += f", {o.planned} once unblocked"
+        out.print(line)
+        for name, (old, new) in ((k, v) for k, v in o.fields.items() if o.action == "update"):
+            out.print(f"  {name}: {old!r} → {new!r}")
+        if answer.outstanding_failure:
+            f = answer.outstanding_failure
+            out.print(f"outstanding failure: {f.code} since {f.first_failed_at:%Y-%m-%d %H:%M} UTC")
+        if answer.as_of_now:
+            out.print(f"as of now: {', '.join(answer.as_of_now)} (other new users may come first)")
+        return 0
+    finally:
+        await runtime.close()
+        await engine.dispose()

@@ -7,7 +7,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from sse_starlette.sse import EventSourceResponse
 
 from app.auth import CurrentPbx, Session
@@ -16,10 +16,18 @@ from app.directory import service as directory_service
 from app.directory.schemas import ExtensionOut
 from app.errors import Conflict
 from app.integration.endpoints import RuntimeDep
+from app.integration.tokens import graph_for
 from app.pagination import Page, PageParams, page_params
 from app.runs import outbox as mail
-from app.sync import service
-from app.sync.schemas import ChangeOut, RunOut, SyncRequest
+from app.sync import explain, explain_groups, provision, service
+from app.sync.schemas import (
+    ChangeOut,
+    GroupExplainOut,
+    ProvisionRequest,
+    RunOut,
+    SyncRequest,
+    UserExplainOut,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["sync"])
 Paging = Annotated[PageParams, Depends(page_params)]
@@ -47,6 +55,56 @@ async def update_now(
     run, created = await service.request_sync(session, pbx, body or SyncRequest())
     response.status_code = status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK
     return service.run_out(run)
+
+
+@router.get("/integration/user-sync/explain", response_model=UserExplainOut)
+async def explain_user(
+    pbx: CurrentPbx,
+    session: Session,
+    runtime: RuntimeDep,
+    user: Annotated[str, Query(min_length=1, max_length=400, description="Entra id, UPN or mail")],
+) -> UserExplainOut:
+    """What a sync would do to this one user now, and why, step by step (writes nothing)."""
+    graph = graph_for(runtime, pbx.id)
+    return await explain.explain_user(session, graph, pbx.id, pbx.max_extensions, user)
+
+
+@router.post(
+    "/integration/user-sync/provision",
+    response_model=RunOut,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={
+        200: {"model": RunOut, "description": "The run already waiting, which now covers the user"}
+    },
+)
+async def provision_user(
+    pbx: CurrentPbx,
+    session: Session,
+    runtime: RuntimeDep,
+    response: Response,
+    body: ProvisionRequest,
+) -> RunOut:
+    """Apply this one user's plan now, as an on-demand run (the deletion guard does not apply)."""
+    graph = graph_for(runtime, pbx.id)
+    run, created = await provision.request_provision(session, graph, pbx, body.user)
+    response.status_code = status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK
+    out = service.run_out(run)
+    await session.commit()
+    return out
+
+
+@router.get("/integration/group-sync/explain", response_model=GroupExplainOut)
+async def explain_group(
+    pbx: CurrentPbx,
+    session: Session,
+    runtime: RuntimeDep,
+    group: Annotated[
+        str, Query(min_length=1, max_length=400, description="Entra id or displayName")
+    ],
+) -> GroupExplainOut:
+    """What a sync would do to this one group now, and why (writes nothing)."""
+    graph = graph_for(runtime, pbx.id)
+    return await explain_groups.explain_group(session, graph, pbx, group)
 
 
 @router.get("/sync-runs", response_model=Page[RunOut])

@@ -218,12 +218,17 @@ async def _membership_changes(graph: GraphClient, links: dict[str, str]) -> Memb
 
 
 async def _still_in_range(graph: GraphClient, user_id: str, range_ids: frozenset[str]) -> bool:
-    async for page in graph.pages(
-        f"users/{user_id}/transitiveMemberOf/microsoft.graph.group",
-        {"$select": "id", "$top": "999"},
-    ):
-        if any(item["id"] in range_ids for item in page.items):
-            return True
+    try:
+        async for page in graph.pages(
+            f"users/{user_id}/transitiveMemberOf/microsoft.graph.group",
+            {"$select": "id", "$top": "999"},
+        ):
+            if any(item["id"] in range_ids for item in page.items):
+                return True
+    except GraphError as exc:
+        if exc.status != 404:
+            raise
+        # The user is gone (deleted): out of every group; its removal comes with the delta.
     return False
 
 
@@ -271,7 +276,8 @@ async def _delta(
             entering = changes.added - managed_ids
             leaving = {
                 uid
-                for uid in sorted((changes.removed - changes.added) & managed_ids)
+                # Users with an extension or an outstanding failure: both must be settled.
+                for uid in sorted((changes.removed - changes.added) & (managed_ids | failed_ids))
                 if not await _still_in_range(graph, uid, rules.group_ids)
             }
             in_groups = (managed_ids | failed_ids | changes.added) - leaving

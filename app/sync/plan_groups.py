@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from app.sync.groups_model import EntraGroup, PbxGroup
+from app.sync.trace import NO_TRACE, Trace
 
 NAME_MAX = 200
 
@@ -145,11 +146,20 @@ def plan_groups(
     max_groups: int,
     *,
     free_deleted: bool = True,
+    trace: Trace | None = None,
 ) -> GroupPlan:
     """Plan one run. `extensions` maps the Entra user id of each synced extension to its id.
 
-    With `free_deleted` off (deletions held), the deleted groups keep their seats and names."""
+    With `free_deleted` off (deletions held), the deleted groups keep their seats and names.
+    `trace` records, for the groups it names, each verdict in the order it is reached."""
     plan = GroupPlan()
+    traced = trace.ids if trace is not None else NO_TRACE
+
+    def note(entra_id: str, step: str, ok: bool, detail: str, code: str | None = None) -> None:
+        if entra_id in traced:
+            assert trace is not None
+            trace.add(entra_id, step, ok, detail, code)
+
     synced = {g.entra_id: g for g in current if g.managed_by == "entra" and g.entra_id}
     former = {g.former_entra_id: g for g in current if g.managed_by == "pbx" and g.former_entra_id}
     synced_ext_ids = set(extensions.values())
@@ -176,7 +186,11 @@ def plan_groups(
         if group is not None:
             names.free(group.name, group.id)
         name = names.take(entra.display_name, owner)
-        if name != entra.display_name.strip()[:NAME_MAX]:
+        clash = name != entra.display_name.strip()[:NAME_MAX]
+        if entra.id in traced:
+            why = f": {entra.display_name.strip()!r} is taken" if clash else ""
+            note(entra.id, "name", True, f"Named {name!r}{why}.")
+        if clash:
             plan.warnings.append(
                 GroupWarning(
                     entra.id,
@@ -194,6 +208,16 @@ def plan_groups(
                 removed[entra_id] = "deleted"
     for entra_id in sorted(removed):
         plan.settled.add(entra_id)
+        if entra_id in traced:
+            held = synced.get(entra_id)
+            note(entra_id, "existing_group", True, _following(held))
+            if held is not None:
+                note(
+                    entra_id,
+                    "delete_rules",
+                    True,
+                    "Gone from Entra: the extension group is deleted.",
+                )
         if entra_id in synced:
             remove(synced[entra_id], "deleted", True)
 
@@ -203,10 +227,22 @@ def plan_groups(
             continue
         entra = inp.groups[entra_id]
         group = synced.get(entra_id)
-        if not in_range(entra, rules):
+        ranged = in_range(entra, rules)
+        if entra_id in traced:
+            note(entra_id, "type", True, f"Group type: {entra.kind}.")
+            note(entra_id, "range", ranged, _range_detail(entra, rules, ranged))
+            note(entra_id, "existing_group", True, _following(group))
+        if not ranged:
             plan.settled.add(entra_id)
             if group is not None:
-                remove(group, "out_of_range", rules.auto_delete_out_of_range)
+                delete = rules.auto_delete_out_of_range
+                if entra_id in traced:
+                    verb = "deleted" if delete else "released (kept, managed by the PBX)"
+                    flag = "on" if delete else "off"
+                    note(
+                        entra_id, "delete_rules", True, f"Out of range, auto delete {flag}: {verb}."
+                    )
+                remove(group, "out_of_range", delete)
             continue
         if group is None:
             pending.append(entra)
@@ -230,11 +266,24 @@ def plan_groups(
     for entra in adopting:
         group = former[entra.id]
         plan.settled.add(entra.id)
+        note(
+            entra.id,
+            "existing_group",
+            True,
+            f"Extension group {group.name!r} followed this group before: it is taken over again.",
+        )
         _change(plan, group, entra, place(entra, group), members(entra, group), adopt=True)
     for entra in sorted(
         (e for e in pending if e.id not in former), key=lambda e: (e.display_name, e.id)
     ):
         if seats >= max_groups:
+            note(
+                entra.id,
+                "limit",
+                False,
+                f"{seats} of {max_groups} extension groups in use.",
+                "group_limit_reached",
+            )
             plan.failures.append(
                 GroupFailure(
                     entra.id,
@@ -244,11 +293,29 @@ def plan_groups(
                 )
             )
             continue
+        note(
+            entra.id, "limit", True, f"{seats} of {max_groups} extension groups in use (as of now)."
+        )
         seats += 1
         plan.settled.add(entra.id)
         name = place(entra, None)
         plan.creates.append(NewGroup(entra.id, name, entra.display_name, members(entra, None)))
     return plan
+
+
+def _following(group: PbxGroup | None) -> str:
+    if group is None:
+        return "No extension group follows this group."
+    return f"Extension group {group.name!r} follows this group."
+
+
+def _range_detail(entra: EntraGroup, rules: GroupRules, ok: bool) -> str:
+    if rules.range_mode == "all":
+        return "The range is all groups."
+    if rules.range_mode == "types":
+        wanted = ", ".join(sorted(rules.types)) or "none"
+        return f"Type {entra.kind!r} {'is' if ok else 'is not'} in the range ({wanted})."
+    return "Chosen in the range." if ok else "Not among the groups chosen for the range."
 
 
 def _change(

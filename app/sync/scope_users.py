@@ -18,6 +18,7 @@ from app.sync.apply_users import apply_users
 from app.sync.current import current_extensions, touched_extensions
 from app.sync.fetch_users import GROUP_LINK_PREFIX, UserFetch, fetch_users
 from app.sync.plan_users import UserPlan, plan_users
+from app.sync.provision import run_on_demand
 from app.sync.users_model import PbxExtension
 from app.tenants import repository as tenants_repo
 from app.tenants.models import Pbx
@@ -53,6 +54,13 @@ async def _worth_retrying(
 
 
 async def run(ex: RunExecutor) -> None:
+    if ex.trigger != "on_demand":
+        await _sync(ex)
+    # Users provisioned on demand: their own plans, in this run (no deletion guard).
+    await run_on_demand(ex)
+
+
+async def _sync(ex: RunExecutor) -> None:
     rule = ex.rules.active(SECTION)
     rules = ex.rules.users
     if rule is None or rules is None:
