@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from app.clock import Clock
 from app.db import session_scope, utcnow
 from app.graph.auth import TokenError
 from app.graph.errors import GraphError
@@ -29,7 +30,6 @@ from app.presence.service import Outcome
 from app.runtime import Runtime
 
 log = logging.getLogger("pbx_entra.presence")
-Clock = Callable[[], datetime]
 Sleep = Callable[[float], Awaitable[None]]
 
 
