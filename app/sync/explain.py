@@ -300,7 +300,8 @@ def outcome_of(plan: UserPlan, entra_id: str) -> ExplainOutcome:
     return ExplainOutcome(action="nothing")
 
 
-def _section_step(integ: Integration, rule: SyncRule | None) -> ExplainStep:
+def section_step(integ: Integration, rule: SyncRule | None, what: str = "User sync") -> ExplainStep:
+    """Whether a run of the section could happen now (the first step of every explanation)."""
     if integ.status == "disabled":
         return ExplainStep(
             step="section",
@@ -310,11 +311,11 @@ def _section_step(integ: Integration, rule: SyncRule | None) -> ExplainStep:
         )
     if rule is None or rule.state == "off":
         return ExplainStep(
-            step="section", ok=False, detail="User sync is off.", code="section_not_active"
+            step="section", ok=False, detail=f"{what} is off.", code="section_not_active"
         )
     if rule.state == "paused":
         return ExplainStep(
-            step="section", ok=False, detail="User sync is paused.", code="sync_paused"
+            step="section", ok=False, detail=f"{what} is paused.", code="sync_paused"
         )
     if integ.held_run_id:
         return ExplainStep(
@@ -323,7 +324,7 @@ def _section_step(integ: Integration, rule: SyncRule | None) -> ExplainStep:
             detail=f"Run {integ.held_run_id} holds deletions awaiting approval or rejection.",
             code="run_held",
         )
-    return ExplainStep(step="section", ok=True, detail="User sync is active.")
+    return ExplainStep(step="section", ok=True, detail=f"{what} is active.")
 
 
 def _enrich(steps: list[ExplainStep], subject: Subject, side: PbxSide, rules: UserRules) -> None:
@@ -365,7 +366,7 @@ async def explain_user(
         )
     plan, trace = plan_one(subject, side, rules, max_extensions)
     steps = [_found_step(subject)]
-    section = _section_step(integ, rule)
+    section = section_step(integ, rule)
     steps.append(section)
     steps += [
         ExplainStep(step=v.step, ok=v.ok, detail=v.detail, code=v.code)

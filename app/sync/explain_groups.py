@@ -11,9 +11,8 @@ from app.errors import NotFound
 from app.graph.client import GraphClient
 from app.graph.errors import GraphError
 from app.integration import repository as integ_repo
-from app.integration.models import Integration, SyncRule
 from app.runs import repository as repo
-from app.sync.explain import GUID, PAGE_SIZE, connected_integration
+from app.sync.explain import GUID, PAGE_SIZE, connected_integration, section_step
 from app.sync.groups_model import GROUP_SELECT, EntraGroup, PbxGroup
 from app.sync.plan_groups import GroupInput, GroupPlan, plan_groups
 from app.sync.schemas import (
@@ -58,32 +57,6 @@ async def _members(graph: GraphClient, group_id: str) -> dict[str, str]:
             if item.get("@odata.type", "#microsoft.graph.user") == "#microsoft.graph.user":
                 users[item["id"]] = str(item.get("displayName") or item["id"])
     return users
-
-
-def _section_step(integ: Integration, rule: SyncRule | None) -> ExplainStep:
-    if integ.status == "disabled":
-        return ExplainStep(
-            step="section",
-            ok=False,
-            detail="The integration is disabled: no sync runs.",
-            code="integration_disabled",
-        )
-    if rule is None or rule.state == "off":
-        return ExplainStep(
-            step="section", ok=False, detail="Group sync is off.", code="section_not_active"
-        )
-    if rule.state == "paused":
-        return ExplainStep(
-            step="section", ok=False, detail="Group sync is paused.", code="sync_paused"
-        )
-    if integ.held_run_id:
-        return ExplainStep(
-            step="section",
-            ok=False,
-            detail=f"Run {integ.held_run_id} holds deletions awaiting approval or rejection.",
-            code="run_held",
-        )
-    return ExplainStep(step="section", ok=True, detail="Group sync is active.")
 
 
 def _outcome(plan: GroupPlan, entra_id: str) -> GroupOutcome:
@@ -151,7 +124,7 @@ async def explain_group(
                 code="group_not_found",
             )
         )
-    section = _section_step(integ, rule)
+    section = section_step(integ, rule, "Group sync")
     steps.append(section)
     synced = await directory_repo.synced_extensions_of(session, pbx.id, members or {})
     extensions = {str(e.entra_id): e.id for e in synced}
