@@ -87,7 +87,8 @@ async def test_runs_execute_concurrently_fairly_and_one_per_pbx(
     assert GatedExecutor.active == set(order[:3])
     async with session_scope(runtime.sessionmaker) as session:
         for rid in order[:3]:
-            assert (await runs_repo.get(session, rid)).status == "running"  # type: ignore[union-attr]
+            row = await runs_repo.get(session, rid)
+            assert row is not None and row.status == "running"
     assert await worker.fill() == 0  # every slot taken
 
     # p0's run ends: its dry run waited longer than p3's and p4's runs, and p0 is free now.
