@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import JSON, DateTime, MetaData, String, Table, event
+from sqlalchemy import JSON, DateTime, MetaData, String, Table, event, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import (
@@ -95,6 +95,19 @@ def chunked(values: Iterable[T], size: int = IN_CHUNK) -> Iterator[list[T]]:
     ordered = sorted(set(values))
     for start in range(0, len(ordered), size):
         yield ordered[start : start + size]
+
+
+async def try_advisory_lock(session: AsyncSession, key: str) -> bool:
+    """Take the lock `key` for the rest of the session's transaction unless another transaction
+    holds it. PostgreSQL: an advisory lock, which locks no row, so the holder may wait on Graph
+    while other transactions update the rows it read. SQLite serves one process: always True
+    (the caller keeps its own in-process guard)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return True
+    taken = await session.execute(
+        text("SELECT pg_try_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key}
+    )
+    return bool(taken.scalar())
 
 
 def table_of(model: type[Base]) -> Table:

@@ -208,7 +208,7 @@ def _add_problems(path: str, method: str, operation: dict[str, Any]) -> None:
     query = {p["name"] for p in params if p.get("in") == "query"}
     has_path = any(p.get("in") == "path" for p in params)
     statuses: set[int] = set()
-    if kind in ("pbx", "operator"):
+    if kind in ("pbx", "operator", "sso"):
         statuses.add(401)
     if kind == "operator":
         statuses.add(403)

@@ -16,6 +16,7 @@ from app.auth import MISSING_KEY, check_operator, pbx_for_key
 from app.db import session_scope
 from app.errors import ProblemError, Unauthorized, problem
 from app.route_kinds import body_limit, route_kind
+from app.sso.service import current_user as sso_user
 
 # A JSON string escape `\u0000`: an odd run of backslashes before `u0000`.
 _JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
@@ -101,7 +102,7 @@ class RequestGuard:
         await self.app(scope, _replay(body, receive), send)
 
     async def _authenticate(self, scope: Scope, kind: str) -> None:
-        if kind not in ("operator", "pbx"):
+        if kind not in ("operator", "pbx", "sso"):
             return
         state: Any = scope["app"].state
         key = _bearer(scope)
@@ -111,7 +112,10 @@ class RequestGuard:
         if not key:
             raise Unauthorized(MISSING_KEY)
         async with session_scope(state.sessionmaker) as session:
-            await pbx_for_key(session, key)
+            if kind == "sso":
+                await sso_user(session, state.settings, key)
+            else:
+                await pbx_for_key(session, key)
 
 
 def _too_large(limit: int) -> ProblemError:

@@ -8,11 +8,11 @@ WEBHOOK_BODY_LIMIT = 4 * 1024 * 1024
 
 
 def route_kind(path: str) -> str:
-    """operator | pbx | webhook | public."""
+    """operator | pbx | sso (a Linkus SSO access token) | webhook | public."""
     if path == "/api/v1/pbxes" or path.startswith("/api/v1/pbxes/"):
         return "operator"
-    if path == "/api/v1/me" or path.startswith("/api/v1/me/"):
-        return "public"  # the SSO token is checked by the routes themselves
+    if path == "/api/v1/me" or path.startswith("/api/v1/me/") or path == "/sso/userinfo":
+        return "sso"
     if path.startswith("/api/v1/"):
         return "pbx"
     if path.startswith("/webhooks/"):

@@ -32,6 +32,8 @@ class Runtime:
     token_locks: defaultdict[str, asyncio.Lock] = field(
         default_factory=lambda: defaultdict(asyncio.Lock)
     )
+    # Chores of this process under way (e.g. "subscriptions:<pbx id>"): a second one passes.
+    busy: set[str] = field(default_factory=set)
     # What other domains do when a PBX's integration stops (disable, disconnect), registered by
     # the application at start-up so that the integration needs to know none of them:
     # `integration_stopping(runtime, pbx_id)` before (while Graph still answers), and

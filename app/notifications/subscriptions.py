@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import delete
 
-from app.db import session_scope, utcnow
+from app.db import session_scope, try_advisory_lock, utcnow
 from app.graph.auth import TokenError
 from app.graph.errors import GraphError
 from app.integration import repository as integ_repo
@@ -68,14 +68,34 @@ async def _create(runtime: Runtime, pbx_id: str, resource: str) -> tuple[str, st
 async def ensure(runtime: Runtime, pbx_id: str) -> int:
     """Create the missing subscriptions, renew those due; returns how many were (re)created.
 
-    The integration row stays locked meanwhile (SKIP LOCKED: a replica already at it for this
-    PBX makes the others pass), so two replicas never create the same subscription twice."""
+    One task at a time looks after a PBX's subscriptions (an in-process guard, and an advisory
+    lock across replicas: whoever finds it taken passes), so two replicas never create the same
+    subscription twice. No row is locked while Graph is called: a token refresh that fails for
+    good records the error on the integration row meanwhile."""
+    key = f"subscriptions:{pbx_id}"
+    if key in runtime.busy:
+        return 0
+    runtime.busy.add(key)
+    try:
+        created, gap = await _upkeep(runtime, pbx_id, key)
+    finally:
+        runtime.busy.discard(key)
+    if gap:
+        await queue_resync(runtime, pbx_id)
+    return created
+
+
+async def _upkeep(runtime: Runtime, pbx_id: str, key: str) -> tuple[int, bool]:
+    """(subscriptions (re)created, whether notifications may have been missed). The writes
+    are flushed at the commit, after every Graph call."""
     created = 0
     gap = False
     async with session_scope(runtime.sessionmaker) as session:
-        integ = await integ_repo.get(session, pbx_id, for_update=True, skip_locked=True)
+        if not await try_advisory_lock(session, key):
+            return 0, False
+        integ = await integ_repo.get(session, pbx_id)
         if integ is None or integ.status != "connected":
-            return 0
+            return 0, False
         # Users and groups both: group membership decides a group-range user sync, too.
         wanted = set(RESOURCES) if await _active_scopes(session, pbx_id) else set()
         held = {s.resource: s for s in await repo.subscriptions_of(session, pbx_id)}
@@ -134,9 +154,7 @@ async def ensure(runtime: Runtime, pbx_id: str) -> int:
             )
             _warn(integ, None)
             created += 1
-    if gap:
-        await queue_resync(runtime, pbx_id)
-    return created
+    return created, gap
 
 
 async def queue_resync(runtime: Runtime, pbx_id: str) -> None:

@@ -14,7 +14,7 @@ from app.auth import CurrentPbx, Session
 from app.db import session_scope
 from app.directory import service as directory_service
 from app.directory.schemas import ExtensionOut
-from app.errors import Conflict
+from app.errors import Conflict, problem_responses
 from app.integration.endpoints import RuntimeDep
 from app.integration.tokens import graph_for
 from app.pagination import Page, PageParams, page_params
@@ -57,7 +57,11 @@ async def update_now(
     return service.run_out(run)
 
 
-@router.get("/integration/user-sync/explain", response_model=UserExplainOut)
+@router.get(
+    "/integration/user-sync/explain",
+    response_model=UserExplainOut,
+    responses=problem_responses(404, 409, 502),
+)
 async def explain_user(
     pbx: CurrentPbx,
     session: Session,
@@ -74,7 +78,8 @@ async def explain_user(
     response_model=RunOut,
     status_code=status.HTTP_202_ACCEPTED,
     responses={
-        200: {"model": RunOut, "description": "The run already waiting, which now covers the user"}
+        200: {"model": RunOut, "description": "The run already waiting, which now covers the user"},
+        **problem_responses(404, 502),
     },
 )
 async def provision_user(
@@ -88,12 +93,14 @@ async def provision_user(
     graph = graph_for(runtime, pbx.id)
     run, created = await provision.request_provision(session, graph, pbx, body.user)
     response.status_code = status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK
-    out = service.run_out(run)
-    await session.commit()
-    return out
+    return service.run_out(run)
 
 
-@router.get("/integration/group-sync/explain", response_model=GroupExplainOut)
+@router.get(
+    "/integration/group-sync/explain",
+    response_model=GroupExplainOut,
+    responses=problem_responses(404, 409, 502),
+)
 async def explain_group(
     pbx: CurrentPbx,
     session: Session,

@@ -200,8 +200,9 @@ async def test_disable_deleting_queues_a_cleanup_run(
 
 
 async def test_disconnect_releases_retained_objects_and_forgets_the_config(
-    cloud_api: Api, cloud: Cloud, database_url: str
+    sync_api: Api, cloud: Cloud, database_url: str
 ) -> None:
+    cloud_api = sync_api  # the worker is driven below, so the state before the cleanup is seen
     _, pbx, h = await _connected(cloud_api, cloud)
     await _synced_objects(cloud_api, database_url, h)
     resp = await cloud_api.client.post(
@@ -212,6 +213,12 @@ async def test_disconnect_releases_retained_objects_and_forgets_the_config(
     assert state["ext"] == [("pbx", None, None), ("pbx", None, "u-1")]
     assert state["group"] == [("pbx", None, "g-1")]
     assert state["book"] == [("entra_frozen", "m-1", None)]  # until the cleanup run deletes it
+    cleanup_id = resp.json()["cleanup_run_id"]
+    assert await cloud_api.app.state.worker.run_once() == cleanup_id
+    cleanup = (await cloud_api.client.get(f"/api/v1/sync-runs/{cleanup_id}", headers=h)).json()
+    assert cleanup["trigger"] == "cleanup" and cleanup["status"] == "succeeded", cleanup
+    after = await _managed(database_url, pbx["id"])
+    assert after["book"] == [] and after["ext"] == state["ext"] and after["group"] == state["group"]
     body = (await cloud_api.client.get("/api/v1/integration", headers=h)).json()
     assert (
         body["status"] == "not_configured"
