@@ -199,7 +199,7 @@ def run_receiver(directory: Path) -> Iterator[Receiver]:
     app = Starlette(
         routes=[Route("/{path:path}", receiver.handle, methods=["POST"])],
     )
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
