@@ -171,13 +171,14 @@ async def test_revoked_consent_turns_the_status_to_error_and_deletes_nothing(
     before = await case.extensions()
     for uid in sorted(before)[:3]:
         case.control("DELETE", f"/users/{uid}")
-    case.control("POST", f"/apps/{case.tenant.client_id}/revoke-consent")
-    # The next process to work for the PBX holds no token in memory either.
+    # The run is queued while the consent still stands; then the consent is revoked and the
+    # next process to work for the PBX (holding no token in memory) takes the run.
     service.stop()
+    await case.update_now()
+    case.control("POST", f"/apps/{case.tenant.client_id}/revoke-consent")
     fresh = Replica(database_url, cloud)
     try:
         fresh.wait_ready()
-        await case.update_now()
         _, run = await case.wait_runs(2)
     finally:
         fresh.stop()
