@@ -84,8 +84,11 @@ async def test_no_body_is_read_without_a_valid_key(api: Api) -> None:
         ("/api/v1/extensions", {**big, "authorization": "Basic abc"}),
         ("/api/v1/pbxes", big),
         ("/api/v1/pbxes", {**big, "authorization": h["Authorization"]}),  # a PBX key, not ops
+        ("/api/v1/me/presence", big),
+        ("/api/v1/me/presence", {**big, "authorization": h["Authorization"]}),  # not an SSO token
     ):
-        answer = await call(api.app, "POST", path, headers, endless())
+        method = "PUT" if path.startswith("/api/v1/me/") else "POST"
+        answer = await call(api.app, method, path, headers, endless())
         assert answer.status == 401, (path, headers, answer.body)
         assert answer.chunks_read == 0
         assert answer.json()["code"] == "unauthorized"
