@@ -101,32 +101,58 @@ class ScheduleTimers:
         """The time as the schedules see it."""
         return self.runtime.clock.now() + self.offset
 
+    async def _schedules(self, pbx_id: str | None = None) -> list[Any]:
+        """(pbx_id, version, frequency, days, time, timezone) of the connected PBXes (or one)."""
+        stmt = (
+            select(
+                Integration.pbx_id,
+                Integration.schedule_version,
+                Integration.schedule_frequency,
+                Integration.schedule_days,
+                Integration.schedule_time,
+                Pbx.timezone,
+            )
+            .join(Pbx, Pbx.id == Integration.pbx_id)
+            .where(Integration.status == "connected")
+        )
+        if pbx_id is not None:
+            stmt = stmt.where(Integration.pbx_id == pbx_id)
+        async with session_scope(self.runtime.sessionmaker) as session:
+            return list((await session.execute(stmt)).all())
+
+    def _keep(self, row: Any, now: datetime) -> None:
+        version = (row.schedule_version, row.timezone)
+        if self.versions.get(row.pbx_id) == version and self.scheduler.get_job(row.pbx_id):
+            return
+        self.versions[row.pbx_id] = version
+        at = next_fire(
+            row.schedule_frequency, row.schedule_days, row.schedule_time, row.timezone, now
+        )
+        self._plan(row.pbx_id, at)
+
+    def _drop(self, pbx_id: str) -> None:
+        self.versions.pop(pbx_id, None)
+        if self.scheduler.get_job(pbx_id):
+            self.scheduler.remove_job(pbx_id)
+
     async def refresh(self, now: datetime | None = None) -> None:
         """Bring the jobs in line with the database: one per connected PBX, at its next fire."""
         now = now or self.now()
-        async with session_scope(self.runtime.sessionmaker) as session:
-            rows = (
-                await session.execute(
-                    select(Integration, Pbx.timezone)
-                    .join(Pbx, Pbx.id == Integration.pbx_id)
-                    .where(Integration.status == "connected")
-                )
-            ).all()
-        seen = set()
-        for integ, timezone in rows:
-            seen.add(integ.pbx_id)
-            version = (integ.schedule_version, timezone)
-            if self.versions.get(integ.pbx_id) == version and self.scheduler.get_job(integ.pbx_id):
-                continue
-            self.versions[integ.pbx_id] = version
-            at = next_fire(
-                integ.schedule_frequency, integ.schedule_days, integ.schedule_time, timezone, now
-            )
-            self._plan(integ.pbx_id, at)
-        for pbx_id in set(self.versions) - seen:
-            self.versions.pop(pbx_id, None)
-            if self.scheduler.get_job(pbx_id):
-                self.scheduler.remove_job(pbx_id)
+        rows = await self._schedules()
+        for row in rows:
+            self._keep(row, now)
+        for pbx_id in set(self.versions) - {row.pbx_id for row in rows}:
+            self._drop(pbx_id)
+
+    async def _replan(self, pbx_id: str, now: datetime) -> None:
+        """The next fire of one PBX, from its schedule as the database has it now (a fire reads
+        its own row: with many PBXes firing at once, a full refresh per fire grew quadratic)."""
+        self.versions.pop(pbx_id, None)
+        rows = await self._schedules(pbx_id)
+        if rows:
+            self._keep(rows[0], now)
+        else:
+            self._drop(pbx_id)
 
     def next_run(self, pbx_id: str) -> datetime | None:
         """The next fire planned for this PBX, on the schedules' clock."""
@@ -151,6 +177,4 @@ class ScheduleTimers:
             if run_id and self.on_fire is not None:
                 self.on_fire()
         finally:
-            # The next fire, from the schedule as the database has it now.
-            self.versions.pop(pbx_id, None)
-            await self.refresh(now=at)
+            await self._replan(pbx_id, at)
