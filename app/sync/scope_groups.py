@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import TYPE_CHECKING, Any
@@ -86,15 +87,24 @@ async def run(ex: RunExecutor) -> None:
         # the extensions (deleted ones left their groups with them).
         current = await current_groups(session, ex.pbx_id)
         extensions = await synced_extension_map(session, ex.pbx_id)
-        plan = plan_groups(fetched.input, current, extensions, rules, max_groups)
+        # Pure and CPU-bound: in a thread, so the event loop keeps serving meanwhile.
+        plan = await asyncio.to_thread(
+            plan_groups, fetched.input, current, extensions, rules, max_groups
+        )
         synced = sum(1 for g in current if g.managed_by == "entra")
         hold = steps.guard(
             SCOPE, {r.group.id for r in plan.deletes}, synced, ex.rules.guard, approved
         )
         if hold:
             # Held deletions keep their seats and names until approved.
-            plan = plan_groups(
-                fetched.input, current, extensions, rules, max_groups, free_deleted=False
+            plan = await asyncio.to_thread(
+                plan_groups,
+                fetched.input,
+                current,
+                extensions,
+                rules,
+                max_groups,
+                free_deleted=False,
             )
         ex.timings["groups_plan"] = time.perf_counter() - t1
         _report(ex, plan, hold)
