@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     schedule_clock_start: AwareDatetime | None = None
     # How often each process checks that the Graph subscriptions exist and renews them.
     subscription_check_seconds: float = Field(default=60.0, gt=0)
+    # Graph's 5xx, timeouts and dropped connections are retried with exponential backoff from
+    # this many seconds (with jitter; at most 6 attempts).
+    graph_backoff_seconds: float = Field(default=0.5, gt=0, le=60)
     # Sync runs executed at once by one process (never two for one PBX).
     worker_concurrency: int = Field(default=8, ge=1, le=256)
     # A welcome email that could not be sent is retried with backoff for this long.

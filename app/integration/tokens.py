@@ -7,7 +7,7 @@ import time
 from app.db import session_scope, utcnow
 from app.errors import Conflict
 from app.graph.auth import AppCredentials, TokenError
-from app.graph.client import GraphClient, TokenSource
+from app.graph.client import GraphClient, RetryPolicy, TokenSource
 from app.integration import repository as repo
 from app.integration.models import Integration
 from app.runtime import Runtime
@@ -73,5 +73,9 @@ def graph_for(runtime: Runtime, pbx_id: str) -> GraphClient:
 
     token: TokenSource = source
     return GraphClient(
-        runtime.settings.graph_base_url, token, http=runtime.graph_http, clock=runtime.clock
+        runtime.settings.graph_base_url,
+        token,
+        http=runtime.graph_http,
+        clock=runtime.clock,
+        retry=RetryPolicy(base_backoff=runtime.settings.graph_backoff_seconds),
     )

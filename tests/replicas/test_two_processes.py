@@ -50,6 +50,8 @@ class Replica:
             "SCHEDULE_POLL_SECONDS": "0.5",
             "CHANGE_BATCH_SIZE": "1000",
             "CHANGE_DELAY_SECONDS": "3600",
+            # Retries exhausted in a fraction of a second: the faults end runs without a wait.
+            "GRAPH_BACKOFF_SECONDS": "0.02",
             **env,
         }
         with open(log or os.devnull, "wb") as stderr:
