@@ -40,8 +40,10 @@ postgres:
 	echo "PostgreSQL is not reachable at $(PG_HOST):$(PG_PORT); install it or set TEST_POSTGRES_URL" >&2; exit 1
 
 # The suite in parallel processes (pytest-xdist; each has its own emulator and databases), with
-# coverage combined across them. PYTEST_WORKERS=0 runs it in this process.
-PYTEST_WORKERS ?= auto
+# coverage combined across them. One worker more than CPUs: the tests that wait on service
+# processes, browsers and real time leave room for another. PYTEST_WORKERS=0 runs it in this
+# process.
+PYTEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 pytest: install postgres
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal \
 	  --cov=app --cov-report=term --cov-fail-under=90 -p no:cacheprovider $(PYTEST_ARGS)

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import socket
 import ssl
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -87,6 +88,9 @@ class _EmulatorThread:
 
         def serve() -> None:
             assert self.server is not None
+            # The emulator is not what a test run measures: a coverage tracer (started on every
+            # thread) would only slow the stand-in cloud down.
+            sys.settrace(None)
             try:
                 asyncio.run(self.server.serve(sockets=[sock]))
             except BaseException as exc:  # reported to the thread that waits for start-up

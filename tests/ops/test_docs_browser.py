@@ -75,6 +75,8 @@ async def execute(page: Any, block: Any) -> tuple[str, str, str]:
 
 
 @pytest.mark.browser
+# The pages and their assets are the same on either database: one is enough.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_swagger_ui_and_redoc_work_without_internet(
     database_url: str, api: Any, chromium: str, repo_root: Path
 ) -> None:
