@@ -4,6 +4,7 @@ sync run does to that user — random tenants and rules, against the emulator, b
 from __future__ import annotations
 
 import itertools
+import os
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -106,7 +107,8 @@ def _expected(answer: dict[str, Any]) -> dict[str, Any]:
 
 
 @settings(
-    max_examples=25,
+    # A bounded number in the suite; EXPLAIN_EXAMPLES=500 for a long run.
+    max_examples=int(os.environ.get("EXPLAIN_EXAMPLES", "15")),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

@@ -76,7 +76,9 @@ class Case:
 
     async def update_now(self) -> str:
         resp = await self.api.client.post("/api/v1/integration/sync", json={}, headers=self.h)
-        assert resp.status_code == 202, resp.text
+        if resp.status_code != 202:
+            state = (await self.api.client.get("/api/v1/integration", headers=self.h)).json()
+            raise AssertionError((resp.text, state["status"], state["last_error"]))
         return str(resp.json()["id"])
 
     async def extensions(self) -> dict[str, dict[str, Any]]:
@@ -102,8 +104,8 @@ class Case:
 
 
 @pytest.fixture
-def service(database_url: str, cloud: Cloud, api: Api) -> Iterator[Replica]:
-    replica = Replica(database_url, cloud)
+def service(database_url: str, cloud: Cloud, api: Api, tmp_path: Any) -> Iterator[Replica]:
+    replica = Replica(database_url, cloud, log=tmp_path / "replica.log")
     try:
         replica.wait_ready()
         yield replica

@@ -287,7 +287,7 @@ async def snapshot(
 
 @settings(
     # A few histories in the suite; `bench/convergence.sh` runs hundreds.
-    max_examples=int(os.environ.get("CONVERGENCE_EXAMPLES", "6")),
+    max_examples=int(os.environ.get("CONVERGENCE_EXAMPLES", "4")),
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
