@@ -72,6 +72,9 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "public_base_url": "http://127.0.0.1:8000",
         # Wall-clock fires have no place in tests that count runs; the timers have their own.
         "scheduler_enabled": False,
+        # The presence tests drive their loop by hand: the background one need not poll for
+        # notifications ten times a second in every app a test starts.
+        "presence_notify_seconds": 1.0,
         **overrides,
     }
     return Settings(**values)
