@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -106,33 +107,29 @@ async def _sync(ex: RunExecutor) -> None:
         await tenants_repo.lock_seats(session, ex.pbx_id)
         t1 = time.perf_counter()
         current, numbers, seats, synced = await _snapshot(session, ex.pbx_id, fetched)
+
         # The planner is pure and CPU-bound (about 1 s at 100k users): in a thread, the event
         # loop keeps serving requests and the other runs meanwhile.
-        plan = await asyncio.to_thread(
-            plan_users,
-            fetched.input,
-            current,
-            rules,
-            max_extensions,
-            numbers_in_use=numbers,
-            seats_used=seats,
-        )
+        def planned(free_deleted: bool) -> Awaitable[UserPlan]:
+            return asyncio.to_thread(
+                plan_users,
+                fetched.input,
+                current,
+                rules,
+                max_extensions,
+                free_deleted=free_deleted,
+                numbers_in_use=numbers,
+                seats_used=seats,
+            )
+
+        plan = await planned(True)
         ex.timings["plan"] = time.perf_counter() - t1
         hold = steps.guard(
             SCOPE, {r.ext.id for r in plan.deletes}, synced, ex.rules.guard, approved
         )
         if hold:
             # Held deletions keep their numbers, seats and addresses until approved.
-            plan = await asyncio.to_thread(
-                plan_users,
-                fetched.input,
-                current,
-                rules,
-                max_extensions,
-                free_deleted=False,
-                numbers_in_use=numbers,
-                seats_used=seats,
-            )
+            plan = await planned(False)
         _report(ex, plan, hold)
         if ex.dry_run:
             ex.report.plan = {**(ex.report.plan or {}), "users": plan_summary(plan)}
