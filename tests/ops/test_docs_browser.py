@@ -78,7 +78,7 @@ async def execute(page: Any, block: Any) -> tuple[str, str, str]:
 # The pages and their assets are the same on either database: one is enough.
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_swagger_ui_and_redoc_work_without_internet(
-    database_url: str, api: Any, chromium: str, repo_root: Path
+    database_url: str, api: Any, chromium: str, repo_root: Path, tmp_path: Path
 ) -> None:
     from playwright.async_api import async_playwright
 
@@ -120,6 +120,9 @@ async def test_swagger_ui_and_redoc_work_without_internet(
                     )
                 }
                 assert rendered == set(operations)
+                # What a person sees, offline (kept with the test's files: docs.png).
+                shot = await page.screenshot(path=str(tmp_path / "docs.png"))
+                assert len(shot) > 20_000  # a rendered page, not a blank one
 
                 # Without a key the API answers 401; with the PBX key, 200.
                 block = await try_it_out(
