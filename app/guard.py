@@ -18,6 +18,8 @@ from app.errors import ProblemError, Unauthorized, problem
 from app.route_kinds import body_limit, route_kind
 from app.sso.service import current_user as sso_user
 
+MISSING_TOKEN = "A Linkus access token is required: Authorization: Bearer <token>."
+
 # A JSON string escape `\u0000`: an odd run of backslashes before `u0000`.
 _JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
@@ -110,7 +112,7 @@ class RequestGuard:
             check_operator(state.settings, key)
             return
         if not key:
-            raise Unauthorized(MISSING_KEY)
+            raise Unauthorized(MISSING_TOKEN if kind == "sso" else MISSING_KEY)
         async with session_scope(state.sessionmaker) as session:
             if kind == "sso":
                 await sso_user(session, state.settings, key)
