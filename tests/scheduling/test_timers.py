@@ -13,6 +13,7 @@ from app.scheduling.schedule import next_fire
 from app.scheduling.timers import ScheduleTimers, fire
 from tests.cloud import Cloud
 from tests.conftest import SECRET_KEY, Api
+from tests.hardening.test_hostile_input import statements
 from tests.sync.helpers import scenario
 
 
@@ -145,30 +146,19 @@ async def test_a_schedule_clock_started_just_before_a_fire_fires_it(
 async def test_a_fire_reads_its_own_schedule_only(sync_api: Api, cloud: Cloud) -> None:
     """With many PBXes firing at the same minute, a fire that re-read every schedule made the
     burst quadratic: it re-plans its own PBX from its own row."""
-    from sqlalchemy import event
-
     s = await scenario(sync_api, cloud, users=1, groups=0, seed=1)
     other = await scenario(sync_api, cloud, users=1, groups=0, seed=2)
     runtime = s.api.app.state.runtime
     timers = ScheduleTimers(runtime)
     timers.scheduler.start(paused=True)
-    seen: list[str] = []
-
-    def record(*args: Any) -> None:
-        seen.append(str(args[2]))
-
-    engine = s.api.app.state.engine.sync_engine
     try:
         now = utcnow()
         await timers.refresh(now)
         assert {s.pbx["id"], other.pbx["id"]} <= set(timers.versions)
         planned = timers.next_run(s.pbx["id"])
         assert planned is not None
-        event.listen(engine, "before_cursor_execute", record)
-        try:
+        with statements(s.api) as seen:
             await timers._fire(s.pbx["id"], planned)
-        finally:
-            event.remove(engine, "before_cursor_execute", record)
         schedule_reads = [q for q in seen if "FROM integrations JOIN pbxes" in q]
         assert len(schedule_reads) == 1 and "integrations.pbx_id =" in schedule_reads[0]
         assert timers.next_run(s.pbx["id"]) == next_fire("daily", [], "00:30", "UTC", planned)
