@@ -3,34 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
+from tests.cli import run_cli
 from tests.cloud import Cloud
-from tests.conftest import SECRET_KEY, Api
+from tests.conftest import Api
 from tests.directory.test_extensions import make_ext
 from tests.sync.test_user_rules import new_user, small
-
-
-def _cli(database_url: str, cloud: Cloud, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "SECRET_KEY": SECRET_KEY,
-        "LOGIN_BASE_URL": cloud.base_url,
-        "GRAPH_BASE_URL": f"{cloud.base_url}/v1.0",
-        "CA_BUNDLE": str(cloud.emulator.ca_path),
-        "COLUMNS": "200",
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "app", "explain", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 async def test_cli_explain_table_json_and_errors(
@@ -41,7 +19,9 @@ async def test_cli_explain_table_json_and_errors(
     await s.run_worker()
     await make_ext(s.api, s.h, "1001", first_name="Manual")
     uid = new_user(s, "cli", displayName="Cli Tester")
-    shown = _cli(database_url, cloud, f"cli@{s.tenant.domain}", "--pbx", s.pbx["name"])
+    shown = await run_cli(
+        database_url, cloud, "explain", f"cli@{s.tenant.domain}", "--pbx", s.pbx["name"]
+    )
     assert shown.returncode == 0, shown.stderr
     out = shown.stdout
     assert f"Cli Tester (cli@{s.tenant.domain})" in out
@@ -50,12 +30,14 @@ async def test_cli_explain_table_json_and_errors(
     assert "1002: the first free number from 1000 (as of now)" in out
     assert "outcome: create, number 1002" in out
     assert "as of now: capacity, number" in out
-    as_json = _cli(database_url, cloud, uid, "--pbx", s.pbx["name"], "--json")
+    as_json = await run_cli(database_url, cloud, "explain", uid, "--pbx", s.pbx["name"], "--json")
     assert as_json.returncode == 0, as_json.stderr
     body = json.loads(as_json.stdout)
     assert body["outcome"]["action"] == "create" and body["user"]["id"] == uid
     assert uid not in await s.synced()  # nothing written
-    missing = _cli(database_url, cloud, f"nobody@{s.tenant.domain}", "--pbx", s.pbx["name"])
+    missing = await run_cli(
+        database_url, cloud, "explain", f"nobody@{s.tenant.domain}", "--pbx", s.pbx["name"]
+    )
     assert missing.returncode == 1 and "user_not_found" in missing.stderr
-    no_pbx = _cli(database_url, cloud, uid, "--pbx", "no-such-pbx")
+    no_pbx = await run_cli(database_url, cloud, "explain", uid, "--pbx", "no-such-pbx")
     assert no_pbx.returncode == 2 and "no PBX named" in no_pbx.stderr
