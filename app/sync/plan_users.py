@@ -211,45 +211,61 @@ def plan_users(
             continue
         key = wanted["email"].lower() if wanted["email"] else None
         holder = by_email.get(key) if key else None
-        if key and holder is not None:
-            if rules.associate_by_email and holder.managed_by == "pbx":
-                if on:
-                    note(
-                        user.id,
-                        "existing_extension",
-                        True,
-                        f"Extension {holder.number} has the address {wanted['email']}: it is "
-                        "associated (associate_by_email).",
-                    )
-                by_email.pop(key, None)
-                _update(plan, holder, user, wanted, by_email, associate=True, trace=trace)
-            else:
-                if on:
-                    why = (
-                        "it is synced for another user"
-                        if holder.managed_by != "pbx"
-                        else "associate_by_email is off"
-                    )
-                    note(user.id, "existing_extension", True, "No extension follows this user.")
-                    note(
-                        user.id,
-                        "email",
-                        False,
-                        f"Extension {holder.number} already uses {wanted['email']} ({why}).",
-                        "email_taken",
-                    )
-                plan.failures.append(
-                    Failure(
-                        user.id,
-                        user.display_name,
-                        "email_taken",
-                        f"Extension {holder.number} already uses {wanted['email']}.",
-                        conflict=key,
-                    )
+        if key and holder is not None and rules.associate_by_email and holder.managed_by == "pbx":
+            if on:
+                note(
+                    user.id,
+                    "existing_extension",
+                    True,
+                    f"Extension {holder.number} has the address {wanted['email']}: it is "
+                    "associated (associate_by_email).",
                 )
+            by_email.pop(key, None)
+            _update(plan, holder, user, wanted, by_email, associate=True, trace=trace)
             continue
         if on:
-            note(user.id, "existing_extension", True, "No extension follows this user: a new one.")
+            new_one = "No extension follows this user" + (": a new one." if holder is None else ".")
+            note(user.id, "existing_extension", True, new_one)
+        # What only Entra can fix fails first, whatever the PBX holds (an address in use, the
+        # seats): a property number the user lacks, or one that holds no extension number.
+        number, code = (
+            parse_number(user.number_value) if rules.number_mode == "property" else (None, None)
+        )
+        if code is not None:
+            message = (
+                f"{rules.number_property} is empty."
+                if code == "missing_required_field"
+                else f"{rules.number_property} value {user.number_value!r} holds no extension number."
+            )
+            if on:
+                note(user.id, "number", False, message, code)
+            plan.failures.append(Failure(user.id, user.display_name, code, message))
+            continue
+        if key and holder is not None:
+            if on:
+                why = (
+                    "it is synced for another user"
+                    if holder.managed_by != "pbx"
+                    else "associate_by_email is off"
+                )
+                note(
+                    user.id,
+                    "email",
+                    False,
+                    f"Extension {holder.number} already uses {wanted['email']} ({why}).",
+                    "email_taken",
+                )
+            plan.failures.append(
+                Failure(
+                    user.id,
+                    user.display_name,
+                    "email_taken",
+                    f"Extension {holder.number} already uses {wanted['email']}.",
+                    conflict=key,
+                )
+            )
+            continue
+        if on:
             note(user.id, "email", True, _free_address(wanted["email"]))
         if seats >= max_extensions:
             if on:
@@ -277,17 +293,6 @@ def plan_users(
                 f"{seats} of {max_extensions} extensions in use (as of now).",
             )
         if rules.number_mode == "property":
-            number, code = parse_number(user.number_value)
-            if code is not None:
-                message = (
-                    f"{rules.number_property} is empty."
-                    if code == "missing_required_field"
-                    else f"{rules.number_property} value {user.number_value!r} holds no extension number."
-                )
-                if on:
-                    note(user.id, "number", False, message, code)
-                plan.failures.append(Failure(user.id, user.display_name, code, message))
-                continue
             assert number is not None
             if number in numbers:
                 if on:

@@ -211,6 +211,24 @@ def test_missing_from_full_listing_counts_as_deleted_but_not_in_delta() -> None:
     assert run([], current, full=False).deletes == []
 
 
+def test_what_only_entra_can_fix_fails_first_whatever_the_pbx_holds() -> None:
+    """A user without a usable property number fails for that, also when the PBX is full or
+    the address is in use (those are reported only for users who could take a seat); a user
+    an existing extension can be associated with needs no number of its own."""
+    rules = UserRules(number_mode="property", number_property="businessPhones")
+    taken = ext("m", "300", managed_by="pbx", entra_id=None, email="b@contoso.com")
+    users = [user("a", number_value=None), user("b", number_value="x"), user("c", number_value="77")]
+    full = run(users, [taken], rules, max_ext=1)
+    assert {f.entra_id: f.code for f in full.failures} == {
+        "a": "missing_required_field",
+        "b": "extension_number_invalid",
+        "c": "capacity_exceeded",
+    }
+    associating = replace(rules, associate_by_email=True)
+    plan = run([user("b", number_value=None)], [taken], associating, max_ext=1)
+    assert [u.ext.id for u in plan.updates] == ["m"] and plan.failures == []
+
+
 @pytest.mark.parametrize("associate", [True, False])
 def test_association_by_email_is_case_insensitive(associate: bool) -> None:
     current = [ext("m1", "200", managed_by="pbx", entra_id=None, email="A@Contoso.COM")]
