@@ -6,7 +6,6 @@ content type and its body's schema."""
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,6 +26,7 @@ from app.db import create_engine
 from app.main import create_app
 from app.route_kinds import route_kind
 from tests.conftest import ADMIN_KEY, ServedApp, _truncate, free_port, make_settings
+from tests.untraced import untraced
 
 EXAMPLES = 4  # per operation and generation mode (and the explicit examples): about 10 s a database
 CHECKS = [
@@ -101,12 +101,8 @@ def test_every_operation_answers_as_documented(served: tuple[str, dict[str, Any]
     session = requests.Session()
     # Coverage measures the served app, in its own thread; in this one it would only trace the
     # generator's own work (several times slower).
-    tracer = sys.gettrace()
-    sys.settrace(None)
-    try:
+    with untraced():
         _run_all(schema, base_url, session, pbx_key, findings)
-    finally:
-        sys.settrace(tracer)
     operations = len(list(schema.get_all_operations()))
     assert operations == len([m for ops in document["paths"].values() for m in ops])
     assert operations > 60
