@@ -72,16 +72,6 @@ class _Folder:
     retry_delta: bool = False
 
 
-@dataclass
-class ContactsFetch:
-    input_personal: dict[str, FolderRead] = field(default_factory=dict)
-    mailboxes: dict[str, Mailbox] = field(default_factory=dict)
-    links: dict[str, str] = field(default_factory=dict)
-    warnings: list[dict[str, Any]] = field(default_factory=list)
-    failures: list[dict[str, Any]] = field(default_factory=list)
-    folders: int = 0
-
-
 def _relative(graph: GraphClient, url: str) -> str:
     base = graph.base_url
     return url[len(base) :] if url.startswith(base) else url
@@ -92,19 +82,26 @@ def _error(status: int, body: Any) -> GraphError:
     return GraphError(status, str(err.get("code", "")), str(err.get("message", "")))
 
 
-async def _batch(graph: GraphClient, requests: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Sub-requests 20 a `$batch`, a few `$batch` calls at once."""
+Answers = dict[str, dict[str, Any]]
+
+
+async def _batch(
+    graph: GraphClient, requests: list[dict[str, Any]], take: Callable[[Answers], None]
+) -> None:
+    """Sub-requests 20 a `$batch`, a few `$batch` calls at once. Each call's answers are handed
+    to `take` as soon as they arrive, so only a few calls' parsed JSON is alive at a time."""
     gate = asyncio.Semaphore(PARALLEL_BATCHES)
-    results: dict[str, dict[str, Any]] = {}
 
     async def one(chunk: list[dict[str, Any]]) -> None:
         async with gate:
-            results.update(await graph.batch(chunk))
+            take(await graph.batch(chunk))
 
-    async with asyncio.TaskGroup() as tg:
-        for start in range(0, len(requests), BATCH_SIZE):
-            tg.create_task(one(requests[start : start + BATCH_SIZE]))
-    return results
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for start in range(0, len(requests), BATCH_SIZE):
+                tg.create_task(one(requests[start : start + BATCH_SIZE]))
+    except* GraphError as failed:
+        raise failed.exceptions[0] from None
 
 
 def _take_page(folder: _Folder, body: dict[str, Any]) -> None:
@@ -120,77 +117,115 @@ def _take_page(folder: _Folder, body: dict[str, Any]) -> None:
             folder.read.contacts[cid] = OutlookContact.from_graph(item)
 
 
+def _start(owner_id: str, link: str | None, full: bool) -> _Folder:
+    if full or link is None:
+        return _Folder(owner_id, delta_url(owner_id), "delta", FolderRead(owner_id, True))
+    if link in (LIST_MARK, DENIED_MARK):
+        folder = _Folder(owner_id, list_url(owner_id), "list", FolderRead(owner_id, True))
+        folder.retry_delta = link == DENIED_MARK
+        return folder
+    return _Folder(owner_id, link, "delta", FolderRead(owner_id, False))
+
+
+def _answer(folder: _Folder, answer: dict[str, Any]) -> FolderOutcome | None:
+    """One folder's sub-response: its outcome, or None when the folder reads on (a next page,
+    a delta started over, a listing instead of a refused delta)."""
+    status = int(answer.get("status", 0))
+    body = answer.get("body")
+    if status == 200 and isinstance(body, dict):
+        _take_page(folder, body)
+        next_link = body.get("@odata.nextLink")
+        if next_link:
+            folder.url = str(next_link)
+            return None
+        if folder.mode == "delta":
+            link = body.get("@odata.deltaLink")
+        else:
+            link = None if folder.retry_delta else LIST_MARK
+        return FolderOutcome("ok", folder.read, str(link) if link else None)
+    if folder.mode == "delta" and status == 410 and folder.restarts < 2:
+        folder.restarts += 1
+        folder.url = delta_url(folder.owner_id)
+        folder.read = FolderRead(folder.owner_id, True)
+        return None
+    if folder.mode == "delta" and status in DELTA_REFUSED:
+        folder.mode = "list"
+        folder.url = list_url(folder.owner_id)
+        folder.read = FolderRead(folder.owner_id, True)
+        return None
+    if status == 403:
+        return FolderOutcome("denied", link=DENIED_MARK, error_code=_error(status, body).code)
+    if status == 404:
+        return FolderOutcome("missing", link=DENIED_MARK, error_code=_error(status, body).code)
+    raise _error(status, body)
+
+
+class _Rounds:
+    """The folders still reading, one request each a round; `lookups` (plain GETs) ride in the
+    first round's `$batch` posts."""
+
+    def __init__(self, pending: dict[str, _Folder], lookups: list[str]) -> None:
+        self.pending = pending
+        self.lookups = lookups
+        self.looked: dict[int, tuple[int, Any]] = {}
+        self.outcomes: dict[str, FolderOutcome] = {}
+        self.order: list[str] = []
+        self.following: dict[str, _Folder] = {}
+        self.rounds = 0
+
+    def requests(self, graph: GraphClient) -> list[dict[str, Any]]:
+        self.order = sorted(self.pending)
+        self.following = {}
+        self.rounds += 1
+        first = self.lookups if self.rounds == 1 else []
+        extra = [{"id": f"u{i}", "method": "GET", "url": url} for i, url in enumerate(first)]
+        return extra + [
+            {"id": str(i), "method": "GET", "url": _relative(graph, self.pending[o].url)}
+            for i, o in enumerate(self.order)
+        ]
+
+    def take(self, answers: Answers) -> None:
+        for rid in list(answers):
+            answer = answers.pop(rid)  # dropped as soon as it is read
+            if rid.startswith("u"):
+                self.looked[int(rid[1:])] = (int(answer.get("status", 0)), answer.get("body"))
+                continue
+            owner_id = self.order[int(rid)]
+            outcome = _answer(self.pending[owner_id], answer)
+            if outcome is None:
+                self.following[owner_id] = self.pending[owner_id]
+            else:
+                self.outcomes[owner_id] = outcome
+
+    def next_round(self) -> None:
+        for owner_id in self.order:
+            if owner_id not in self.outcomes and owner_id not in self.following:
+                raise _error(0, None)  # no answer
+        self.pending = self.following
+
+
 async def read_folders(
     graph: GraphClient,
     owners: dict[str, str | None],
     *,
     full: bool,
     progress: Progress | None = None,
-) -> dict[str, FolderOutcome]:
+    lookups: list[str] | None = None,
+) -> tuple[dict[str, FolderOutcome], list[tuple[int, Any]]]:
     """Read the default Contacts folder of each owner. `owners`: owner id → its stored delta
-    link (or LIST_MARK, or None). With `full`, stored links are ignored."""
-    pending: dict[str, _Folder] = {}
-    for owner_id, link in owners.items():
-        if full or link is None:
-            pending[owner_id] = _Folder(
-                owner_id, delta_url(owner_id), "delta", FolderRead(owner_id, True)
-            )
-        elif link in (LIST_MARK, DENIED_MARK):
-            folder = _Folder(owner_id, list_url(owner_id), "list", FolderRead(owner_id, True))
-            folder.retry_delta = link == DENIED_MARK
-            pending[owner_id] = folder
-        else:
-            pending[owner_id] = _Folder(owner_id, link, "delta", FolderRead(owner_id, False))
-    outcomes: dict[str, FolderOutcome] = {}
-    while pending:
-        order = sorted(pending)
-        requests = [
-            {"id": str(i), "method": "GET", "url": _relative(graph, pending[o].url)}
-            for i, o in enumerate(order)
-        ]
-        answers = await _batch(graph, requests)
-        following: dict[str, _Folder] = {}
-        for i, owner_id in enumerate(order):
-            folder = pending[owner_id]
-            answer = answers.get(str(i), {})
-            status = int(answer.get("status", 0))
-            body = answer.get("body")
-            if status == 200 and isinstance(body, dict):
-                _take_page(folder, body)
-                next_link = body.get("@odata.nextLink")
-                if next_link:
-                    folder.url = str(next_link)
-                    following[owner_id] = folder
-                    continue
-                if folder.mode == "delta":
-                    link = body.get("@odata.deltaLink")
-                else:
-                    link = None if folder.retry_delta else LIST_MARK
-                outcomes[owner_id] = FolderOutcome("ok", folder.read, str(link) if link else None)
-            elif folder.mode == "delta" and status == 410 and folder.restarts < 2:
-                folder.restarts += 1
-                folder.url = delta_url(owner_id)
-                folder.read = FolderRead(owner_id, True)
-                following[owner_id] = folder
-            elif folder.mode == "delta" and status in DELTA_REFUSED:
-                folder.mode = "list"
-                folder.url = list_url(owner_id)
-                folder.read = FolderRead(owner_id, True)
-                following[owner_id] = folder
-            elif status == 403:
-                outcomes[owner_id] = FolderOutcome(
-                    "denied", link=DENIED_MARK, error_code=_error(status, body).code
-                )
-            elif status == 404:
-                outcomes[owner_id] = FolderOutcome(
-                    "missing", link=DENIED_MARK, error_code=_error(status, body).code
-                )
-            else:
-                raise _error(status, body)
-        pending = following
+    link (or LIST_MARK, or None). With `full`, stored links are ignored. `lookups`: relative
+    URLs read in the same `$batch` posts as the first round: (status, body) each, in order."""
+    rounds = _Rounds(
+        {owner_id: _start(owner_id, link, full) for owner_id, link in owners.items()},
+        list(lookups or []),
+    )
+    while rounds.pending or (rounds.lookups and rounds.rounds == 0):
+        await _batch(graph, rounds.requests(graph), rounds.take)
+        rounds.next_round()
         if progress is not None:
-            await progress(len(outcomes))
-    return outcomes
+            await progress(len(rounds.outcomes))
+    looked = [rounds.looked.get(i, (0, None)) for i in range(len(rounds.lookups))]
+    return rounds.outcomes, looked
 
 
 async def transitive_user_ids(graph: GraphClient, group_id: str) -> set[str] | None:
@@ -216,12 +251,18 @@ class MailboxCandidates:
     gone: set[str] = field(default_factory=set)
 
 
-async def chosen_mailboxes(graph: GraphClient, chosen: dict[str, str | None]) -> MailboxCandidates:
-    """`chosen`: mailbox id → its phonebook name (None: the mailbox's display name)."""
+def lookup_url(mailbox_id: str) -> str:
+    return f"/users/{mailbox_id}?$select=id,displayName,mail"
+
+
+def chosen_mailboxes(
+    chosen: dict[str, str | None], answers: dict[str, tuple[int, Any]]
+) -> MailboxCandidates:
+    """`chosen`: mailbox id → its phonebook name (None: the mailbox's display name); `answers`:
+    mailbox id → (status, body) of its `lookup_url`."""
     result = MailboxCandidates()
-    ids = sorted(chosen)
-    answers = await graph.get_each([f"/users/{mid}?$select=id,displayName,mail" for mid in ids])
-    for mid, (status, body) in zip(ids, answers, strict=True):
+    for mid in sorted(chosen):
+        status, body = answers[mid]
         if status == 200 and isinstance(body, dict):
             name = chosen[mid] or body.get("displayName") or body.get("mail") or mid
             result.found[mid] = (str(name), True)
@@ -307,56 +348,33 @@ async def _personal_range(
     return chosen
 
 
-async def _mailbox_range(
-    graph: GraphClient, cfg: ContactsSyncRules, fetched: Fetched
-) -> MailboxCandidates:
-    names: dict[str, str | None] = {m.mailbox_id: m.phonebook_name for m in cfg.shared.mailboxes}
-    if cfg.shared.mode == "all":
-        return await all_mailboxes(graph, names)
-    found = await chosen_mailboxes(graph, dict(names))
-    for mid in sorted(found.gone):
-        _warn(fetched, mid, "mailbox_not_found", "The chosen shared mailbox no longer exists.")
-    return found
-
-
-async def fetch(
-    graph: GraphClient,
-    cfg: ContactsSyncRules,
-    *,
-    synced: dict[str, str],
-    links: dict[str, str],
-    synced_books: set[str],
-    full: bool,
-    progress: Progress,
-) -> Fetched:
-    fetched = Fetched()
-    if cfg.personal.enabled:
-        fetched.users = await _personal_range(graph, cfg, synced, fetched)
-    candidates = MailboxCandidates()
-    if cfg.shared.enabled:
-        candidates = await _mailbox_range(graph, cfg, fetched)
-    owners = {uid: links.get(link_resource(uid)) for uid in fetched.users}
-    owners.update({mid: links.get(link_resource(mid)) for mid in candidates.found})
-    outcomes = await read_folders(graph, owners, full=full, progress=progress)
-    for uid in sorted(fetched.users):
+def _take_personal(
+    fetched: Fetched, users: dict[str, str], outcomes: dict[str, FolderOutcome]
+) -> None:
+    for uid in sorted(users):
         outcome = outcomes[uid]
+        if outcome.link:
+            fetched.links[link_resource(uid)] = outcome.link
         if outcome.status == "ok" and outcome.read is not None:
             fetched.personal[uid] = outcome.read
             fetched.all_full &= outcome.read.full
-            if outcome.link:
-                fetched.links[link_resource(uid)] = outcome.link
-        else:
-            if outcome.link:
-                fetched.links[link_resource(uid)] = outcome.link
-            _warn(
-                fetched,
-                uid,
-                "contacts_not_shared",
-                "This user has not shared the Contacts folder with the authorization account."
-                if outcome.status == "denied"
-                else "This user has no mailbox whose contacts can be read.",
-            )
-    specific = cfg.shared.mode == "specific"
+            continue
+        _warn(
+            fetched,
+            uid,
+            "contacts_not_shared",
+            "This user has not shared the Contacts folder with the authorization account."
+            if outcome.status == "denied"
+            else "This user has no mailbox whose contacts can be read.",
+        )
+
+
+def _take_mailboxes(
+    fetched: Fetched,
+    candidates: MailboxCandidates,
+    outcomes: dict[str, FolderOutcome],
+    specific: bool,
+) -> None:
     for mid in sorted(candidates.found):
         name, sure = candidates.found[mid]
         outcome = outcomes[mid]
@@ -384,4 +402,37 @@ async def fetch(
             )
         else:
             _warn(fetched, mid, MAILBOX_DENIED, message)
+
+
+async def fetch(
+    graph: GraphClient,
+    cfg: ContactsSyncRules,
+    *,
+    synced: dict[str, str],
+    links: dict[str, str],
+    synced_books: set[str],
+    full: bool,
+    progress: Progress,
+) -> Fetched:
+    """Chosen mailboxes are looked up in the same `$batch` posts as the first round of folder
+    reads (their folders are read meanwhile; a mailbox that is gone has its read ignored)."""
+    fetched = Fetched()
+    if cfg.personal.enabled:
+        fetched.users = await _personal_range(graph, cfg, synced, fetched)
+    names = {m.mailbox_id: m.phonebook_name for m in cfg.shared.mailboxes}
+    specific = cfg.shared.enabled and cfg.shared.mode != "all"
+    candidates = MailboxCandidates()
+    if cfg.shared.enabled and not specific:
+        candidates = await all_mailboxes(graph, names)
+    chosen = sorted(names) if specific else []
+    owners = {o: links.get(link_resource(o)) for o in (*fetched.users, *candidates.found, *chosen)}
+    outcomes, looked = await read_folders(
+        graph, owners, full=full, progress=progress, lookups=[lookup_url(m) for m in chosen]
+    )
+    if specific:
+        candidates = chosen_mailboxes(names, dict(zip(chosen, looked, strict=True)))
+        for mid in sorted(candidates.gone):
+            _warn(fetched, mid, "mailbox_not_found", "The chosen shared mailbox no longer exists.")
+    _take_personal(fetched, fetched.users, outcomes)
+    _take_mailboxes(fetched, candidates, outcomes, specific)
     return fetched
