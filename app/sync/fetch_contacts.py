@@ -110,11 +110,9 @@ def _take_page(folder: _Folder, body: dict[str, Any]) -> None:
         if not cid:
             continue
         if "@removed" in item:
-            folder.read.contacts.pop(cid, None)
-            folder.read.removed.add(cid)
+            folder.read.remove(cid)
         else:
-            folder.read.removed.discard(cid)
-            folder.read.contacts[cid] = OutlookContact.from_graph(item)
+            folder.read.put(OutlookContact.from_graph(item))
 
 
 def _start(owner_id: str, link: str | None, full: bool) -> _Folder:
