@@ -227,32 +227,42 @@ async def apply_contacts(
         await session.execute(insert(contacts), rows)
     await log.flush()
 
-    failures = [
-        {
-            "pbx_id": pbx_id,
-            "scope": SCOPE,
-            "entra_id": f.source_id,
-            "display_name": (f.display_name or "")[:400] or None,
-            "code": f.code,
-            "message": f.message,
-            "conflict": None,
-            "run_id": run_id,
-            "failed_at": now,
-        }
-        for f in plan.failures
-    ] + [
-        {
-            **f,
-            "pbx_id": pbx_id,
-            "scope": SCOPE,
-            "conflict": None,
-            "run_id": run_id,
-            "failed_at": now,
-        }
-        for f in scope_failures
-    ]
+    await _failures(session, pbx_id, run_id, now, plan, scope_failures, settled, known_failures)
+
+
+async def _failures(
+    session: AsyncSession,
+    pbx_id: str,
+    run_id: str,
+    now: datetime,
+    plan: ContactsPlan,
+    scope_failures: list[dict[str, Any]],
+    settled: set[str],
+    known: set[str],
+) -> None:
+    """The scope's outstanding failures: those settled dropped, this run's recorded (in chunks:
+    a full run can have tens of thousands)."""
     settled = settled | plan.settled | {d.contact.entra_id for d in plan.deletes}
-    await repo.replace_failures(session, pbx_id, SCOPE, settled, failures, known_failures)
+    failing = {f.source_id for f in plan.failures} | {f["entra_id"] for f in scope_failures}
+    since = await repo.drop_failures(session, pbx_id, SCOPE, settled, failing, known)
+    base = {"pbx_id": pbx_id, "scope": SCOPE, "conflict": None, "run_id": run_id}
+    for batch in chunks(plan.failures):
+        rows = [
+            {
+                **base,
+                "entra_id": f.source_id,
+                "display_name": (f.display_name or "")[:400] or None,
+                "code": f.code,
+                "message": f.message,
+                "failed_at": since.get(f.source_id, now),
+            }
+            for f in batch
+        ]
+        await repo.add_failures(session, rows)
+    await repo.add_failures(
+        session,
+        [{**f, **base, "failed_at": since.get(f["entra_id"], now)} for f in scope_failures],
+    )
 
 
 def _update_params(u: ContactUpdate, now: datetime) -> dict[str, Any]:
