@@ -376,11 +376,11 @@ def _take_mailboxes(
     for mid in sorted(candidates.found):
         name, sure = candidates.found[mid]
         outcome = outcomes[mid]
+        if outcome.link:  # for one not readable: a plain read tries it next time
+            fetched.links[link_resource(mid)] = outcome.link
         if outcome.status == "ok" and outcome.read is not None:
             fetched.mailboxes[mid] = Mailbox(mid, name, outcome.read)
             fetched.all_full &= outcome.read.full
-            if outcome.link:
-                fetched.links[link_resource(mid)] = outcome.link
             continue
         if sure:
             message = (
