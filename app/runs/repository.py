@@ -213,9 +213,7 @@ async def drop_failures(
     """Drop the failures of the `clear` and `failing` objects (only of those in `known`, when
     given), before the failing ones are recorded again (add_failures): when each of those that
     failed before first failed, to be kept."""
-    ids = clear | failing
-    if known is not None:
-        ids &= known
+    ids = clear | failing if known is None else (clear & known) | (failing & known)
     since: dict[str, datetime] = {}
     for chunk in _chunks(sorted(failing & ids), 500):
         stmt = select(SyncFailure.entra_id, SyncFailure.failed_at).where(

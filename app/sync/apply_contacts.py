@@ -242,7 +242,8 @@ async def _failures(
 ) -> None:
     """The scope's outstanding failures: those settled dropped, this run's recorded (in chunks:
     a full run can have tens of thousands)."""
-    settled = settled | plan.settled | {d.contact.entra_id for d in plan.deletes}
+    # Only ids that failed before can need a delete: narrowed first, the sets stay small.
+    settled = settled | (plan.settled & known) | {d.contact.entra_id for d in plan.deletes}
     failing = {f.source_id for f in plan.failures} | {f["entra_id"] for f in scope_failures}
     since = await repo.drop_failures(session, pbx_id, SCOPE, settled, failing, known)
     base = {"pbx_id": pbx_id, "scope": SCOPE, "conflict": None, "run_id": run_id}

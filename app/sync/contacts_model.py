@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 FIELDS = (
@@ -43,6 +43,12 @@ def _clip(value: Any, size: int) -> str | None:
     return text[:size] or None
 
 
+def _shared(value: str | None, common: dict[str, str] | None) -> str | None:
+    if value is None or common is None:
+        return value
+    return common.setdefault(value, value)
+
+
 @dataclass(frozen=True, slots=True)
 class OutlookContact:
     id: str
@@ -57,7 +63,11 @@ class OutlookContact:
     business_phone: str | None = None
 
     @classmethod
-    def from_graph(cls, body: dict[str, Any]) -> OutlookContact:
+    def from_graph(
+        cls, body: dict[str, Any], common: dict[str, str] | None = None
+    ) -> OutlookContact:
+        """`common`: names and companies read before, so that contacts with the same first
+        name, last name or company share one string (a run may hold many thousands)."""
         emails = body.get("emailAddresses") or []
         home = body.get("homePhones") or []
         business = body.get("businessPhones") or []
@@ -65,9 +75,9 @@ class OutlookContact:
             id=str(body["id"]),
             change_key=body.get("changeKey"),
             display_name=_clip(body.get("displayName"), 400),
-            first_name=_clip(body.get("givenName"), 200),
-            last_name=_clip(body.get("surname"), 200),
-            company=_clip(body.get("companyName"), 200),
+            first_name=_shared(_clip(body.get("givenName"), 200), common),
+            last_name=_shared(_clip(body.get("surname"), 200), common),
+            company=_shared(_clip(body.get("companyName"), 200), common),
             email=_clip(emails[0].get("address") if emails else None, 320),
             mobile_phone=_clip(body.get("mobilePhone"), 64),
             home_phone=_clip(home[0] if home else None, 64),
@@ -128,7 +138,8 @@ class FolderRead:
         failure = validate(contact)
         if failure is None:
             self.failed.pop(cid, None)
-            self.contacts[cid] = contact
+            # Only a failure's label shows the display name: a valid contact drops it.
+            self.contacts[cid] = replace(contact, display_name=None)
         else:
             self.contacts.pop(cid, None)
             self.failed[cid] = failure
