@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from app.graph.client import GraphClient
 from app.graph.errors import GraphError
@@ -45,15 +46,57 @@ class MailboxCandidates:
     gone: set[str] = field(default_factory=set)
 
 
+# Graph's `in` operator takes up to 15 values: one sub-request looks up 15 chosen mailboxes.
+LOOKUP_IDS = 15
+
+
 def lookup_url(mailbox_id: str) -> str:
     return f"/users/{mailbox_id}?$select=id,displayName,mail"
+
+
+def _quoted(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def lookup_urls(mailbox_ids: list[str]) -> list[str]:
+    """The chosen mailboxes, 15 a request: `/users?$filter=id in (...)`."""
+    urls = []
+    for start in range(0, len(mailbox_ids), LOOKUP_IDS):
+        chunk = mailbox_ids[start : start + LOOKUP_IDS]
+        clause = quote(f"id in ({','.join(_quoted(m) for m in chunk)})", safe="(),'")
+        urls.append(f"/users?$filter={clause}&$select=id,displayName,mail&$top={LOOKUP_IDS}")
+    return urls
+
+
+async def looked_up(
+    graph: GraphClient, mailbox_ids: list[str], answers: list[tuple[int, Any]]
+) -> dict[str, tuple[int, Any]]:
+    """Mailbox id → (status, body) of its own lookup, from the answers of `lookup_urls`. A group
+    Graph refused (400: an id it could not have issued makes the whole filter invalid) is looked
+    up one id at a time."""
+    found: dict[str, tuple[int, Any]] = {}
+    one_by_one: list[str] = []
+    for start, (status, body) in zip(range(0, len(mailbox_ids), LOOKUP_IDS), answers, strict=True):
+        chunk = mailbox_ids[start : start + LOOKUP_IDS]
+        if status == 400:
+            one_by_one += chunk
+            continue
+        if status != 200 or not isinstance(body, dict):
+            raise graph_error(status, body)
+        users = {str(u.get("id")): u for u in body.get("value", []) if isinstance(u, dict)}
+        for mid in chunk:
+            found[mid] = (200, users[mid]) if mid in users else (404, None)
+    if one_by_one:
+        each = await graph.get_each([lookup_url(m) for m in one_by_one])
+        found.update(zip(one_by_one, each, strict=True))
+    return found
 
 
 def chosen_mailboxes(
     chosen: dict[str, str | None], answers: dict[str, tuple[int, Any]]
 ) -> MailboxCandidates:
     """`chosen`: mailbox id → its phonebook name (None: the mailbox's display name); `answers`:
-    mailbox id → (status, body) of its `lookup_url`."""
+    mailbox id → (status, body) of its lookup."""
     result = MailboxCandidates()
     for mid in sorted(chosen):
         status, body = answers[mid]
@@ -221,10 +264,10 @@ async def fetch(
     chosen = sorted(names) if specific else []
     owners = {o: links.get(link_resource(o)) for o in (*fetched.users, *candidates.found, *chosen)}
     outcomes, looked = await read_folders(
-        graph, owners, full=full, progress=progress, lookups=[lookup_url(m) for m in chosen]
+        graph, owners, full=full, progress=progress, lookups=lookup_urls(chosen)
     )
     if specific:
-        candidates = chosen_mailboxes(names, dict(zip(chosen, looked, strict=True)))
+        candidates = chosen_mailboxes(names, await looked_up(graph, chosen, looked))
         for mid in sorted(candidates.gone):
             _warn(fetched, mid, "mailbox_not_found", "The chosen shared mailbox no longer exists.")
     _take_personal(fetched, fetched.users, outcomes)
