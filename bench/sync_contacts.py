@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
+import re
 import shutil
 import ssl
 import subprocess
@@ -32,12 +34,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import peak_rss_mb, service, start_emulator
 
+FOLDER_READ = re.compile(r"/users/([^/]+)/contact")
 
-def _batches(ctl: httpx.Client, tid: str, since: int) -> tuple[int, int]:
-    """($batch requests, sub-requests) in the emulator's log since `since`."""
+
+def _batches(ctl: httpx.Client, tid: str, since: int) -> tuple[int, int, int]:
+    """($batch requests, sub-requests, folders tried) in the emulator's log since `since`; a
+    folder tried is a mailbox whose contacts were asked for (delta, listing or delta link)."""
     log = ctl.get("/requests", params={"since": since, "tenant_id": tid}).json()["value"]
     posts = sum(1 for r in log if r["path"].endswith("/$batch"))
-    return posts, sum(1 for r in log if r.get("batch"))
+    subs = [r for r in log if r.get("batch")]
+    folders = {m.group(1) for r in subs if (m := FOLDER_READ.search(r["path"]))}
+    return posts, len(subs), len(folders)
 
 
 def _last_seq(ctl: httpx.Client) -> int:
@@ -133,13 +140,13 @@ async def one(kind: str, args: argparse.Namespace, demo: dict[str, Any], workdir
             assert resp.status_code == 200, resp.text
             full, full_wall = await execute()
             counts = full.report.counts["contacts"]
-            posts, subs = _batches(ctl, tid, seq)
-            folders = len(owners) + args.mailboxes
+            posts, subs, tried = _batches(ctl, tid, seq)
             result: dict[str, Any] = {
                 "db": kind,
                 "delta": not args.no_delta,
                 "users": len(owners),
-                "folders": folders,
+                "folders": len(owners) + args.mailboxes,
+                "folders_tried": tried,
                 "contacts_created": counts["created"],
                 "contacts_failed": counts["failed"],
                 "wall_s": round(full_wall, 2),
@@ -154,12 +161,14 @@ async def one(kind: str, args: argparse.Namespace, demo: dict[str, Any], workdir
             seq = _last_seq(ctl)
             await api.post("/api/v1/integration/sync", json={"scopes": ["contacts"]}, headers=h)
             quiet, quiet_wall = await execute()
-            posts, _ = _batches(ctl, tid, seq)
+            posts, _, tried = _batches(ctl, tid, seq)
             result.update(
                 quiet_wall_s=round(quiet_wall, 2),
                 quiet_phases=_phases(quiet),
                 quiet_graph_requests=quiet.graph.stats.requests,
                 quiet_batch_posts=posts,
+                quiet_folders_tried=tried,
+                quiet_posts_allowed=math.ceil(tried / 20),
                 quiet_written=sum(
                     quiet.report.counts["contacts"][k] for k in ("created", "updated", "deleted")
                 ),
@@ -168,7 +177,7 @@ async def one(kind: str, args: argparse.Namespace, demo: dict[str, Any], workdir
             seq = _last_seq(ctl)
             await api.post("/api/v1/integration/sync", json={"scopes": ["contacts"]}, headers=h)
             inc, inc_wall = await execute()
-            posts, _ = _batches(ctl, tid, seq)
+            posts, _, tried = _batches(ctl, tid, seq)
             c = inc.report.counts["contacts"]
             result.update(
                 changes=changed,
@@ -176,6 +185,7 @@ async def one(kind: str, args: argparse.Namespace, demo: dict[str, Any], workdir
                 inc_phases=_phases(inc),
                 inc_graph_requests=inc.graph.stats.requests,
                 inc_batch_posts=posts,
+                inc_folders_tried=tried,
                 inc_counts={k: c[k] for k in ("created", "updated", "deleted", "unchanged")},
                 peak_rss_mb=round(peak_rss_mb()),
             )

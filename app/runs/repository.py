@@ -196,20 +196,32 @@ async def replace_failures(
     """Drop the failures of objects that were settled this run, then record the new ones.
     `known`: the ids that had failures before (only those can need a delete). An object that
     keeps failing keeps the time it first failed."""
-    ids = clear | {r["entra_id"] for r in rows}
-    if known is not None:
-        ids &= known
-    again = sorted({r["entra_id"] for r in rows} & ids)
+    since = await drop_failures(session, pbx_id, scope, clear, {r["entra_id"] for r in rows}, known)
+    if since:
+        rows = [{**r, "failed_at": since.get(r["entra_id"], r["failed_at"])} for r in rows]
+    await add_failures(session, rows)
+
+
+async def drop_failures(
+    session: AsyncSession,
+    pbx_id: str,
+    scope: str,
+    clear: set[str],
+    failing: set[str],
+    known: set[str] | None = None,
+) -> dict[str, datetime]:
+    """Drop the failures of the `clear` and `failing` objects (only of those in `known`, when
+    given), before the failing ones are recorded again (add_failures): when each of those that
+    failed before first failed, to be kept."""
+    ids = clear | failing if known is None else (clear & known) | (failing & known)
     since: dict[str, datetime] = {}
-    for chunk in _chunks(again, 500):
+    for chunk in _chunks(sorted(failing & ids), 500):
         stmt = select(SyncFailure.entra_id, SyncFailure.failed_at).where(
             SyncFailure.pbx_id == pbx_id,
             SyncFailure.scope == scope,
             SyncFailure.entra_id.in_(chunk),
         )
         since.update({str(i): at for i, at in await session.execute(stmt)})
-    if since:
-        rows = [{**r, "failed_at": since.get(r["entra_id"], r["failed_at"])} for r in rows]
     for chunk in _chunks(sorted(ids), 500):
         await session.execute(
             delete(SyncFailure).where(
@@ -218,6 +230,10 @@ async def replace_failures(
                 SyncFailure.entra_id.in_(chunk),
             )
         )
+    return since
+
+
+async def add_failures(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     if rows:
         await session.execute(insert(table_of(SyncFailure)), rows)
 

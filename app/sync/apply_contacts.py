@@ -13,7 +13,7 @@ from app.db import new_id, table_of, utcnow
 from app.directory.models import Contact, Phonebook
 from app.runs import repository as repo
 from app.sync.apply_users import CHUNK, chunks
-from app.sync.plan_contacts import PHONE_KEYS, ContactsPlan, normalise_number
+from app.sync.plan_contacts import PHONE_KEYS, ContactsPlan, ContactUpdate, normalise_number
 
 SCOPE = "contacts"
 
@@ -180,21 +180,7 @@ async def apply_contacts(
             .values({name: bindparam(name) for name in _update_columns()})
         )
         for batch in chunks(plan.updates):
-            params = [
-                {
-                    "_id": u.contact.id,
-                    **u.values,
-                    **_keys(u.values),
-                    "change_key": u.change_key,
-                    "updated_at": now,
-                    # Released contacts taken back follow Outlook again.
-                    "managed_by": "entra",
-                    "entra_id": u.contact.entra_id,
-                    "former_entra_id": None,
-                }
-                for u in batch
-            ]
-            await session.execute(stmt, params)
+            await session.execute(stmt, [_update_params(u, now) for u in batch])
             for u in batch:
                 changed: dict[str, Any] = {k: list(v) for k, v in u.fields.items()}
                 if u.contact.adopt:
@@ -204,7 +190,7 @@ async def apply_contacts(
                     "contact",
                     u.contact.id,
                     u.contact.entra_id,
-                    _label(u.values) or u.contact.label(),
+                    _label(u.source.values()) or u.contact.label(),
                     changed,
                 )
 
@@ -213,15 +199,16 @@ async def apply_contacts(
         for c in created:
             cid = new_id()
             owner = created_books.get(c.owner, c.owner)
+            values = c.source.values()
             rows.append(
                 {
                     "id": cid,
                     "pbx_id": pbx_id,
                     "phonebook_id": owner if c.owner_kind == "phonebook" else None,
                     "extension_id": owner if c.owner_kind == "extension" else None,
-                    **c.values,
-                    **_keys(c.values),
-                    "change_key": c.change_key,
+                    **values,
+                    **_keys(values),
+                    "change_key": c.source.change_key,
                     "managed_by": "entra",
                     "entra_id": c.entra_id,
                     "former_entra_id": None,
@@ -234,38 +221,64 @@ async def apply_contacts(
                 "contact",
                 cid,
                 c.entra_id,
-                _label(c.values),
-                {k: [None, v] for k, v in c.values.items() if v is not None},
+                _label(values),
+                {k: [None, v] for k, v in values.items() if v is not None},
             )
         await session.execute(insert(contacts), rows)
     await log.flush()
 
-    failures = [
-        {
-            "pbx_id": pbx_id,
-            "scope": SCOPE,
-            "entra_id": f.source_id,
-            "display_name": (f.display_name or "")[:400] or None,
-            "code": f.code,
-            "message": f.message,
-            "conflict": None,
-            "run_id": run_id,
-            "failed_at": now,
-        }
-        for f in plan.failures
-    ] + [
-        {
-            **f,
-            "pbx_id": pbx_id,
-            "scope": SCOPE,
-            "conflict": None,
-            "run_id": run_id,
-            "failed_at": now,
-        }
-        for f in scope_failures
-    ]
-    settled = settled | plan.settled | {d.contact.entra_id for d in plan.deletes}
-    await repo.replace_failures(session, pbx_id, SCOPE, settled, failures, known_failures)
+    await _failures(session, pbx_id, run_id, now, plan, scope_failures, settled, known_failures)
+
+
+async def _failures(
+    session: AsyncSession,
+    pbx_id: str,
+    run_id: str,
+    now: datetime,
+    plan: ContactsPlan,
+    scope_failures: list[dict[str, Any]],
+    settled: set[str],
+    known: set[str],
+) -> None:
+    """The scope's outstanding failures: those settled dropped, this run's recorded (in chunks:
+    a full run can have tens of thousands)."""
+    # Only ids that failed before can need a delete: narrowed first, the sets stay small.
+    settled = settled | (plan.settled & known) | {d.contact.entra_id for d in plan.deletes}
+    failing = {f.source_id for f in plan.failures} | {f["entra_id"] for f in scope_failures}
+    since = await repo.drop_failures(session, pbx_id, SCOPE, settled, failing, known)
+    base = {"pbx_id": pbx_id, "scope": SCOPE, "conflict": None, "run_id": run_id}
+    for batch in chunks(plan.failures):
+        rows = [
+            {
+                **base,
+                "entra_id": f.source_id,
+                "display_name": (f.display_name or "")[:400] or None,
+                "code": f.code,
+                "message": f.message,
+                "failed_at": since.get(f.source_id, now),
+            }
+            for f in batch
+        ]
+        await repo.add_failures(session, rows)
+    await repo.add_failures(
+        session,
+        [{**f, **base, "failed_at": since.get(f["entra_id"], now)} for f in scope_failures],
+    )
+
+
+def _update_params(u: ContactUpdate, now: datetime) -> dict[str, Any]:
+    values = u.source.values()
+    return {
+        "_id": u.contact.id,
+        **values,
+        **_keys(values),
+        "change_key": u.source.change_key,
+        "updated_at": now,
+        # Released contacts taken back follow Outlook again.
+        "managed_by": "entra",
+        "entra_id": u.contact.entra_id,
+        "former_entra_id": None,
+    }
 
 
 def _update_columns() -> list[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 FIELDS = (
@@ -43,7 +43,13 @@ def _clip(value: Any, size: int) -> str | None:
     return text[:size] or None
 
 
-@dataclass(frozen=True)
+def _shared(value: str | None, common: dict[str, str] | None) -> str | None:
+    if value is None or common is None:
+        return value
+    return common.setdefault(value, value)
+
+
+@dataclass(frozen=True, slots=True)
 class OutlookContact:
     id: str
     change_key: str | None
@@ -57,7 +63,11 @@ class OutlookContact:
     business_phone: str | None = None
 
     @classmethod
-    def from_graph(cls, body: dict[str, Any]) -> OutlookContact:
+    def from_graph(
+        cls, body: dict[str, Any], common: dict[str, str] | None = None
+    ) -> OutlookContact:
+        """`common`: names and companies read before, so that contacts with the same first
+        name, last name or company share one string (a run may hold many thousands)."""
         emails = body.get("emailAddresses") or []
         home = body.get("homePhones") or []
         business = body.get("businessPhones") or []
@@ -65,9 +75,9 @@ class OutlookContact:
             id=str(body["id"]),
             change_key=body.get("changeKey"),
             display_name=_clip(body.get("displayName"), 400),
-            first_name=_clip(body.get("givenName"), 200),
-            last_name=_clip(body.get("surname"), 200),
-            company=_clip(body.get("companyName"), 200),
+            first_name=_shared(_clip(body.get("givenName"), 200), common),
+            last_name=_shared(_clip(body.get("surname"), 200), common),
+            company=_shared(_clip(body.get("companyName"), 200), common),
             email=_clip(emails[0].get("address") if emails else None, 320),
             mobile_phone=_clip(body.get("mobilePhone"), 64),
             home_phone=_clip(home[0] if home else None, 64),
@@ -82,16 +92,68 @@ class OutlookContact:
         return self.display_name or name or self.company or self.email or self.id
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
+class ContactFailure:
+    source_id: str
+    display_name: str | None
+    code: str
+    message: str
+
+
+def validate(contact: OutlookContact) -> ContactFailure | None:
+    """The guide's rule: a first or last name, and a mobile, home or business phone."""
+    if not (contact.first_name or contact.last_name):
+        return ContactFailure(
+            contact.id,
+            contact.label(),
+            "contact_missing_name",
+            "The contact needs a first name or a last name.",
+        )
+    if not (contact.mobile_phone or contact.home_phone or contact.business_phone):
+        return ContactFailure(
+            contact.id,
+            contact.label(),
+            "contact_missing_phone",
+            "The contact needs a mobile phone, home phone or business phone number.",
+        )
+    return None
+
+
+@dataclass(slots=True)
 class FolderRead:
     """What was read of one source folder. `full`: every contact of the folder is in `contacts`
-    (anything the target holds beyond them is gone); otherwise `contacts` are the created and
-    updated ones and `removed` the deleted ones."""
+    or `failed` (anything the target holds beyond them is gone); otherwise they are the created
+    and updated ones and `removed` the deleted ones. Contacts are validated as they are read
+    (`put`): those that fail keep only their failure."""
 
     owner_id: str
     full: bool
     contacts: dict[str, OutlookContact] = field(default_factory=dict)
     removed: set[str] = field(default_factory=set)
+    failed: dict[str, ContactFailure] = field(default_factory=dict)
+
+    def put(self, contact: OutlookContact) -> None:
+        cid = contact.id
+        self.removed.discard(cid)
+        failure = validate(contact)
+        if failure is None:
+            self.failed.pop(cid, None)
+            # Only a failure's label shows the display name: a valid contact drops it.
+            self.contacts[cid] = replace(contact, display_name=None)
+        else:
+            self.contacts.pop(cid, None)
+            self.failed[cid] = failure
+
+    def remove(self, cid: str) -> None:
+        self.contacts.pop(cid, None)
+        self.failed.pop(cid, None)
+        self.removed.add(cid)
+
+    def touched(self) -> bool:
+        return self.full or bool(self.contacts or self.failed or self.removed)
+
+    def seen(self) -> int:
+        return len(self.contacts) + len(self.failed) + len(self.removed)
 
 
 @dataclass(frozen=True)
@@ -104,7 +166,7 @@ class Mailbox:
     read: FolderRead | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PbxContact:
     id: str
     entra_id: str

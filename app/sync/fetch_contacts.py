@@ -1,196 +1,26 @@
-"""Reading Outlook contacts with the authorization account's delegated token.
-
-Each source is one mailbox's default Contacts folder (the well-known folder `contacts`): a synced
-user's, shared with the authorization account, or a shared mailbox's, which that account is a
-member of. Folders are read through `$batch`, 20 a request: a folder's contacts delta where Graph
-answers it, else (400/403/404/501: Graph documents shared folders, `Contacts.Read.Shared`, for
-plain reads only) a full listing with `$select` and `$top`, which the planner compares by id and
-`changeKey`. An expired delta (410) starts that folder over. Each folder has one request in flight
-at a time and each mailbox one folder, within Outlook's 4 concurrent requests per mailbox;
-throttled sub-requests wait out their `Retry-After` (GraphClient.batch).
-"""
+"""The contacts scope's read: who is in range (synced users, chosen or all shared mailboxes),
+and their default Contacts folders (contact_folders.read_folders)."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from app.graph.client import GraphClient
 from app.graph.errors import GraphError
 from app.integration.schemas import ContactsSyncRules
-from app.sync.plan_contacts import FolderRead, Mailbox, OutlookContact
-
-SELECT = (
-    "id,changeKey,displayName,givenName,surname,companyName,emailAddresses,"
-    "mobilePhone,homePhones,businessPhones"
+from app.sync.contact_folders import (
+    LINK_PREFIX,
+    FolderOutcome,
+    Progress,
+    graph_error,
+    link_resource,
+    read_folders,
 )
-DELTA_REFUSED = {400, 403, 404, 501}
-LINK_PREFIX = "contacts:"
-# Stored instead of a delta link when a folder's delta was refused: list it in full next time.
-LIST_MARK = "list"
-# Stored for a folder that could not be read (not shared): next time one plain read tries it
-# (a delta request would be refused the same way and need the listing after it anyway).
-DENIED_MARK = "denied"
-BATCH_SIZE = 20
-PARALLEL_BATCHES = 3
+from app.sync.plan_contacts import FolderRead, Mailbox
 
-Progress = Callable[[int], Awaitable[None]]
-
-
-def link_resource(owner_id: str) -> str:
-    return f"{LINK_PREFIX}{owner_id}"
-
-
-def delta_url(owner_id: str) -> str:
-    return f"/users/{owner_id}/contactFolders/contacts/contacts/delta?$select={SELECT}"
-
-
-def list_url(owner_id: str) -> str:
-    return f"/users/{owner_id}/contacts?$select={SELECT}&$top=999"
-
-
-@dataclass
-class FolderOutcome:
-    """`status`: ok (read), denied (403: not shared, or not a member), missing (no mailbox)."""
-
-    status: str
-    read: FolderRead | None = None
-    link: str | None = None
-    error_code: str = ""
-
-
-@dataclass
-class _Folder:
-    owner_id: str
-    url: str
-    mode: str  # delta | list
-    read: FolderRead
-    restarts: int = 0
-    # Read by listing only because it was not readable last time: try its delta next time.
-    retry_delta: bool = False
-
-
-@dataclass
-class ContactsFetch:
-    input_personal: dict[str, FolderRead] = field(default_factory=dict)
-    mailboxes: dict[str, Mailbox] = field(default_factory=dict)
-    links: dict[str, str] = field(default_factory=dict)
-    warnings: list[dict[str, Any]] = field(default_factory=list)
-    failures: list[dict[str, Any]] = field(default_factory=list)
-    folders: int = 0
-
-
-def _relative(graph: GraphClient, url: str) -> str:
-    base = graph.base_url
-    return url[len(base) :] if url.startswith(base) else url
-
-
-def _error(status: int, body: Any) -> GraphError:
-    err = body.get("error", {}) if isinstance(body, dict) else {}
-    return GraphError(status, str(err.get("code", "")), str(err.get("message", "")))
-
-
-async def _batch(graph: GraphClient, requests: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Sub-requests 20 a `$batch`, a few `$batch` calls at once."""
-    gate = asyncio.Semaphore(PARALLEL_BATCHES)
-    results: dict[str, dict[str, Any]] = {}
-
-    async def one(chunk: list[dict[str, Any]]) -> None:
-        async with gate:
-            results.update(await graph.batch(chunk))
-
-    async with asyncio.TaskGroup() as tg:
-        for start in range(0, len(requests), BATCH_SIZE):
-            tg.create_task(one(requests[start : start + BATCH_SIZE]))
-    return results
-
-
-def _take_page(folder: _Folder, body: dict[str, Any]) -> None:
-    for item in body.get("value", []):
-        cid = str(item.get("id", ""))
-        if not cid:
-            continue
-        if "@removed" in item:
-            folder.read.contacts.pop(cid, None)
-            folder.read.removed.add(cid)
-        else:
-            folder.read.removed.discard(cid)
-            folder.read.contacts[cid] = OutlookContact.from_graph(item)
-
-
-async def read_folders(
-    graph: GraphClient,
-    owners: dict[str, str | None],
-    *,
-    full: bool,
-    progress: Progress | None = None,
-) -> dict[str, FolderOutcome]:
-    """Read the default Contacts folder of each owner. `owners`: owner id → its stored delta
-    link (or LIST_MARK, or None). With `full`, stored links are ignored."""
-    pending: dict[str, _Folder] = {}
-    for owner_id, link in owners.items():
-        if full or link is None:
-            pending[owner_id] = _Folder(
-                owner_id, delta_url(owner_id), "delta", FolderRead(owner_id, True)
-            )
-        elif link in (LIST_MARK, DENIED_MARK):
-            folder = _Folder(owner_id, list_url(owner_id), "list", FolderRead(owner_id, True))
-            folder.retry_delta = link == DENIED_MARK
-            pending[owner_id] = folder
-        else:
-            pending[owner_id] = _Folder(owner_id, link, "delta", FolderRead(owner_id, False))
-    outcomes: dict[str, FolderOutcome] = {}
-    while pending:
-        order = sorted(pending)
-        requests = [
-            {"id": str(i), "method": "GET", "url": _relative(graph, pending[o].url)}
-            for i, o in enumerate(order)
-        ]
-        answers = await _batch(graph, requests)
-        following: dict[str, _Folder] = {}
-        for i, owner_id in enumerate(order):
-            folder = pending[owner_id]
-            answer = answers.get(str(i), {})
-            status = int(answer.get("status", 0))
-            body = answer.get("body")
-            if status == 200 and isinstance(body, dict):
-                _take_page(folder, body)
-                next_link = body.get("@odata.nextLink")
-                if next_link:
-                    folder.url = str(next_link)
-                    following[owner_id] = folder
-                    continue
-                if folder.mode == "delta":
-                    link = body.get("@odata.deltaLink")
-                else:
-                    link = None if folder.retry_delta else LIST_MARK
-                outcomes[owner_id] = FolderOutcome("ok", folder.read, str(link) if link else None)
-            elif folder.mode == "delta" and status == 410 and folder.restarts < 2:
-                folder.restarts += 1
-                folder.url = delta_url(owner_id)
-                folder.read = FolderRead(owner_id, True)
-                following[owner_id] = folder
-            elif folder.mode == "delta" and status in DELTA_REFUSED:
-                folder.mode = "list"
-                folder.url = list_url(owner_id)
-                folder.read = FolderRead(owner_id, True)
-                following[owner_id] = folder
-            elif status == 403:
-                outcomes[owner_id] = FolderOutcome(
-                    "denied", link=DENIED_MARK, error_code=_error(status, body).code
-                )
-            elif status == 404:
-                outcomes[owner_id] = FolderOutcome(
-                    "missing", link=DENIED_MARK, error_code=_error(status, body).code
-                )
-            else:
-                raise _error(status, body)
-        pending = following
-        if progress is not None:
-            await progress(len(outcomes))
-    return outcomes
+__all__ = ["LINK_PREFIX", "MAILBOX_DENIED", "Fetched", "fetch", "link_resource"]
 
 
 async def transitive_user_ids(graph: GraphClient, group_id: str) -> set[str] | None:
@@ -216,19 +46,67 @@ class MailboxCandidates:
     gone: set[str] = field(default_factory=set)
 
 
-async def chosen_mailboxes(graph: GraphClient, chosen: dict[str, str | None]) -> MailboxCandidates:
-    """`chosen`: mailbox id → its phonebook name (None: the mailbox's display name)."""
+# Graph's `in` operator takes up to 15 values: one sub-request looks up 15 chosen mailboxes.
+LOOKUP_IDS = 15
+
+
+def lookup_url(mailbox_id: str) -> str:
+    return f"/users/{mailbox_id}?$select=id,displayName,mail"
+
+
+def _quoted(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def lookup_urls(mailbox_ids: list[str]) -> list[str]:
+    """The chosen mailboxes, 15 a request: `/users?$filter=id in (...)`."""
+    urls = []
+    for start in range(0, len(mailbox_ids), LOOKUP_IDS):
+        chunk = mailbox_ids[start : start + LOOKUP_IDS]
+        clause = quote(f"id in ({','.join(_quoted(m) for m in chunk)})", safe="(),'")
+        urls.append(f"/users?$filter={clause}&$select=id,displayName,mail&$top={LOOKUP_IDS}")
+    return urls
+
+
+async def looked_up(
+    graph: GraphClient, mailbox_ids: list[str], answers: list[tuple[int, Any]]
+) -> dict[str, tuple[int, Any]]:
+    """Mailbox id → (status, body) of its own lookup, from the answers of `lookup_urls`. A group
+    Graph refused (400: an id it could not have issued makes the whole filter invalid) is looked
+    up one id at a time."""
+    found: dict[str, tuple[int, Any]] = {}
+    one_by_one: list[str] = []
+    for start, (status, body) in zip(range(0, len(mailbox_ids), LOOKUP_IDS), answers, strict=True):
+        chunk = mailbox_ids[start : start + LOOKUP_IDS]
+        if status == 400:
+            one_by_one += chunk
+            continue
+        if status != 200 or not isinstance(body, dict):
+            raise graph_error(status, body)
+        users = {str(u.get("id")): u for u in body.get("value", []) if isinstance(u, dict)}
+        for mid in chunk:
+            found[mid] = (200, users[mid]) if mid in users else (404, None)
+    if one_by_one:
+        each = await graph.get_each([lookup_url(m) for m in one_by_one])
+        found.update(zip(one_by_one, each, strict=True))
+    return found
+
+
+def chosen_mailboxes(
+    chosen: dict[str, str | None], answers: dict[str, tuple[int, Any]]
+) -> MailboxCandidates:
+    """`chosen`: mailbox id → its phonebook name (None: the mailbox's display name); `answers`:
+    mailbox id → (status, body) of its lookup."""
     result = MailboxCandidates()
-    ids = sorted(chosen)
-    answers = await graph.get_each([f"/users/{mid}?$select=id,displayName,mail" for mid in ids])
-    for mid, (status, body) in zip(ids, answers, strict=True):
+    for mid in sorted(chosen):
+        status, body = answers[mid]
         if status == 200 and isinstance(body, dict):
             name = chosen[mid] or body.get("displayName") or body.get("mail") or mid
             result.found[mid] = (str(name), True)
         elif status in (400, 404):  # 400: not an id Entra could have issued
             result.gone.add(mid)
         else:
-            raise _error(status, body)
+            raise graph_error(status, body)
     return result
 
 
@@ -257,7 +135,7 @@ async def all_mailboxes(graph: GraphClient, names: dict[str, str | None]) -> Mai
         elif status == 403:
             result.found[uid] = (name, False)
         elif status != 404:  # 404: no mailbox behind the account
-            raise _error(status, body)
+            raise graph_error(status, body)
     return result
 
 
@@ -307,64 +185,41 @@ async def _personal_range(
     return chosen
 
 
-async def _mailbox_range(
-    graph: GraphClient, cfg: ContactsSyncRules, fetched: Fetched
-) -> MailboxCandidates:
-    names: dict[str, str | None] = {m.mailbox_id: m.phonebook_name for m in cfg.shared.mailboxes}
-    if cfg.shared.mode == "all":
-        return await all_mailboxes(graph, names)
-    found = await chosen_mailboxes(graph, dict(names))
-    for mid in sorted(found.gone):
-        _warn(fetched, mid, "mailbox_not_found", "The chosen shared mailbox no longer exists.")
-    return found
-
-
-async def fetch(
-    graph: GraphClient,
-    cfg: ContactsSyncRules,
-    *,
-    synced: dict[str, str],
-    links: dict[str, str],
-    synced_books: set[str],
-    full: bool,
-    progress: Progress,
-) -> Fetched:
-    fetched = Fetched()
-    if cfg.personal.enabled:
-        fetched.users = await _personal_range(graph, cfg, synced, fetched)
-    candidates = MailboxCandidates()
-    if cfg.shared.enabled:
-        candidates = await _mailbox_range(graph, cfg, fetched)
-    owners = {uid: links.get(link_resource(uid)) for uid in fetched.users}
-    owners.update({mid: links.get(link_resource(mid)) for mid in candidates.found})
-    outcomes = await read_folders(graph, owners, full=full, progress=progress)
-    for uid in sorted(fetched.users):
+def _take_personal(
+    fetched: Fetched, users: dict[str, str], outcomes: dict[str, FolderOutcome]
+) -> None:
+    for uid in sorted(users):
         outcome = outcomes[uid]
+        if outcome.link:
+            fetched.links[link_resource(uid)] = outcome.link
         if outcome.status == "ok" and outcome.read is not None:
             fetched.personal[uid] = outcome.read
             fetched.all_full &= outcome.read.full
-            if outcome.link:
-                fetched.links[link_resource(uid)] = outcome.link
-        else:
-            if outcome.link:
-                fetched.links[link_resource(uid)] = outcome.link
-            _warn(
-                fetched,
-                uid,
-                "contacts_not_shared",
-                "This user has not shared the Contacts folder with the authorization account."
-                if outcome.status == "denied"
-                else "This user has no mailbox whose contacts can be read.",
-            )
-    specific = cfg.shared.mode == "specific"
+            continue
+        _warn(
+            fetched,
+            uid,
+            "contacts_not_shared",
+            "This user has not shared the Contacts folder with the authorization account."
+            if outcome.status == "denied"
+            else "This user has no mailbox whose contacts can be read.",
+        )
+
+
+def _take_mailboxes(
+    fetched: Fetched,
+    candidates: MailboxCandidates,
+    outcomes: dict[str, FolderOutcome],
+    specific: bool,
+) -> None:
     for mid in sorted(candidates.found):
         name, sure = candidates.found[mid]
         outcome = outcomes[mid]
+        if outcome.link:  # for one not readable: a plain read tries it next time
+            fetched.links[link_resource(mid)] = outcome.link
         if outcome.status == "ok" and outcome.read is not None:
             fetched.mailboxes[mid] = Mailbox(mid, name, outcome.read)
             fetched.all_full &= outcome.read.full
-            if outcome.link:
-                fetched.links[link_resource(mid)] = outcome.link
             continue
         if sure:
             message = (
@@ -384,4 +239,37 @@ async def fetch(
             )
         else:
             _warn(fetched, mid, MAILBOX_DENIED, message)
+
+
+async def fetch(
+    graph: GraphClient,
+    cfg: ContactsSyncRules,
+    *,
+    synced: dict[str, str],
+    links: dict[str, str],
+    synced_books: set[str],
+    full: bool,
+    progress: Progress,
+) -> Fetched:
+    """Chosen mailboxes are looked up in the same `$batch` posts as the first round of folder
+    reads (their folders are read meanwhile; a mailbox that is gone has its read ignored)."""
+    fetched = Fetched()
+    if cfg.personal.enabled:
+        fetched.users = await _personal_range(graph, cfg, synced, fetched)
+    names = {m.mailbox_id: m.phonebook_name for m in cfg.shared.mailboxes}
+    specific = cfg.shared.enabled and cfg.shared.mode != "all"
+    candidates = MailboxCandidates()
+    if cfg.shared.enabled and not specific:
+        candidates = await all_mailboxes(graph, names)
+    chosen = sorted(names) if specific else []
+    owners = {o: links.get(link_resource(o)) for o in (*fetched.users, *candidates.found, *chosen)}
+    outcomes, looked = await read_folders(
+        graph, owners, full=full, progress=progress, lookups=lookup_urls(chosen)
+    )
+    if specific:
+        candidates = chosen_mailboxes(names, await looked_up(graph, chosen, looked))
+        for mid in sorted(candidates.gone):
+            _warn(fetched, mid, "mailbox_not_found", "The chosen shared mailbox no longer exists.")
+    _take_personal(fetched, fetched.users, outcomes)
+    _take_mailboxes(fetched, candidates, outcomes, specific)
     return fetched

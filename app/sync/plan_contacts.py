@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from app.sync.contacts_model import (
     FIELDS,
     PHONE_KEYS,
+    ContactFailure,
     ContactsInput,
     FolderRead,
     Mailbox,
@@ -22,11 +23,13 @@ from app.sync.contacts_model import (
     PbxContact,
     PbxPhonebook,
     normalise_number,
+    validate,
 )
 
 __all__ = [
     "FIELDS",
     "PHONE_KEYS",
+    "ContactFailure",
     "ContactsInput",
     "ContactsPlan",
     "FolderRead",
@@ -43,57 +46,50 @@ __all__ = [
 NAME_MAX = 200
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ContactCreate:
-    entra_id: str
     owner_kind: str  # "extension" | "phonebook"
     owner: str  # extension id, phonebook id, or the mailbox id of a phonebook created this run
-    values: dict[str, str | None]
-    change_key: str | None
+    source: OutlookContact  # written as read
+
+    @property
+    def entra_id(self) -> str:
+        return self.source.id
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ContactUpdate:
     contact: PbxContact
-    values: dict[str, str | None]
-    change_key: str | None
+    source: OutlookContact  # what the contact becomes
     fields: dict[str, tuple[str | None, str | None]]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ContactDelete:
     contact: PbxContact
     reason: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PhonebookCreate:
     mailbox_id: str
     name: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PhonebookRename:
     book: PbxPhonebook
     name: str
     adopt: bool = False  # a released phonebook of this mailbox, taken back
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PhonebookDelete:
     book: PbxPhonebook
     reason: str
 
 
-@dataclass(frozen=True)
-class ContactFailure:
-    source_id: str
-    display_name: str | None
-    code: str
-    message: str
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ContactWarning:
     source_id: str | None
     code: str
@@ -127,24 +123,6 @@ class ContactsPlan:
         }
 
 
-def validate(contact: OutlookContact) -> ContactFailure | None:
-    if not (contact.first_name or contact.last_name):
-        return ContactFailure(
-            contact.id,
-            contact.label(),
-            "contact_missing_name",
-            "The contact needs a first name or a last name.",
-        )
-    if not (contact.mobile_phone or contact.home_phone or contact.business_phone):
-        return ContactFailure(
-            contact.id,
-            contact.label(),
-            "contact_missing_phone",
-            "The contact needs a mobile phone, home phone or business phone number.",
-        )
-    return None
-
-
 class _Target:
     """The contacts one extension or phonebook holds, and the plan's view of them."""
 
@@ -155,11 +133,9 @@ class _Target:
 
 
 def _merge(plan: ContactsPlan, target: _Target, read: FolderRead, reason: str) -> None:
-    seen: set[str] = set()
-    for cid in sorted(read.contacts):
-        contact = read.contacts[cid]
-        seen.add(cid)
-        failure = validate(contact)
+    for cid in sorted(read.contacts.keys() | read.failed.keys()):
+        contact = read.contacts.get(cid)
+        failure = read.failed[cid] if contact is None else validate(contact)
         current = target.held.get(cid)
         if failure is not None:
             plan.failures.append(failure)
@@ -167,28 +143,23 @@ def _merge(plan: ContactsPlan, target: _Target, read: FolderRead, reason: str) -
                 # It can no longer be shown as it is in Outlook.
                 plan.deletes.append(ContactDelete(current, "invalid"))
             continue
+        assert contact is not None  # else a failure
         plan.settled.add(cid)
-        values = contact.values()
         if current is None:
-            plan.creates.append(
-                ContactCreate(cid, target.kind, target.owner, values, contact.change_key)
-            )
+            plan.creates.append(ContactCreate(target.kind, target.owner, contact))
             continue
-        if current.adopt:
-            old = current.values()
-            changed = {k: (old[k], v) for k, v in values.items() if old[k] != v}
-            plan.updates.append(ContactUpdate(current, values, contact.change_key, changed))
-            continue
-        if contact.change_key is not None and contact.change_key == current.change_key:
+        same_key = contact.change_key is not None and contact.change_key == current.change_key
+        if same_key and not current.adopt:
             plan.unchanged += 1
             continue
         old = current.values()
-        changed = {k: (old[k], v) for k, v in values.items() if old[k] != v}
-        if changed or contact.change_key != current.change_key:
-            plan.updates.append(ContactUpdate(current, values, contact.change_key, changed))
+        changed = {k: (old[k], v) for k, v in contact.values().items() if old[k] != v}
+        if current.adopt or changed or contact.change_key != current.change_key:
+            plan.updates.append(ContactUpdate(current, contact, changed))
         else:
             plan.unchanged += 1
     ours = {cid for cid, c in target.held.items() if not c.adopt}
+    seen = read.contacts.keys() | read.failed.keys()
     gone = ours - seen if read.full else read.removed & ours
     for cid in sorted(gone):
         plan.deletes.append(ContactDelete(target.held[cid], reason))
@@ -279,7 +250,7 @@ def owners_needed(inp: ContactsInput, books: list[PbxPhonebook], holders: set[st
             if read is None:
                 if ext_id in holders:
                     need.add(ext_id)
-            elif read.full or read.contacts or read.removed:
+            elif read.touched():
                 need.add(ext_id)
     wanted = inp.mailboxes if inp.shared_enabled else {}
     for book in books:
@@ -288,10 +259,7 @@ def owners_needed(inp: ContactsInput, books: list[PbxPhonebook], holders: set[st
         if book.managed_by != "entra" or not book.entra_id:
             continue
         mailbox = wanted.get(book.entra_id)
-        if mailbox is None or (
-            mailbox.read is not None
-            and (mailbox.read.full or mailbox.read.contacts or mailbox.read.removed)
-        ):
+        if mailbox is None or (mailbox.read is not None and mailbox.read.touched()):
             need.add(book.id)
     return need
 

@@ -88,7 +88,12 @@ def _summary(plan: ContactsPlan) -> dict[str, Any]:
         "counts": plan.counts(),
         "creates": cap(
             [
-                {"entra_id": c.entra_id, "owner_type": c.owner_kind, "owner": c.owner, **c.values}
+                {
+                    "entra_id": c.entra_id,
+                    "owner_type": c.owner_kind,
+                    "owner": c.owner,
+                    **c.source.values(),
+                }
                 for c in plan.creates[:SUMMARY_MAX]
             ]
         ),
@@ -212,7 +217,7 @@ async def run(ex: RunExecutor) -> None:
         mailboxes=fetched.mailboxes,
         shared_enabled=cfg.shared.enabled,
     )
-    seen = sum(len(r.contacts) + len(r.removed) for r in fetched.personal.values())
+    seen = sum(r.seen() for r in fetched.personal.values())
     await steps.set_progress(ex.runtime, ex.run_id, "applying", seen, seen)
     async with session_scope(ex.runtime.sessionmaker) as session:
         t1 = time.perf_counter()

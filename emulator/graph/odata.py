@@ -15,6 +15,7 @@ import hmac
 import json
 import os
 import re
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -403,6 +404,22 @@ class CompiledFilter:
     ids: list[str] | None = None  # when the filter is only `id eq`/`id in`: those ids
 
 
+DIRECTORY_OBJECTS = frozenset({"User", "Group"})
+
+
+def _object_ids(resource: Resource, path: list[str], values: list[Any], var: str | None) -> None:
+    """Directory objects' ids are GUIDs: Graph refuses a filter on `id` with anything else."""
+    if resource.name not in DIRECTORY_OBJECTS or var is not None or path != ["id"]:
+        return
+    for value in values:
+        try:
+            uuid.UUID(str(value))
+        except ValueError:
+            raise GraphError(
+                400, "Request_BadRequest", f"Invalid object identifier '{value}'."
+            ) from None
+
+
 def compile_filter(text: str, resource: Resource) -> CompiledFilter:
     """Compile `$filter` for `resource`; unsupported clauses raise the errors Graph gives."""
     node = parse_filter(text)
@@ -452,6 +469,7 @@ def compile_filter(text: str, resource: Resource) -> CompiledFilter:
             if op not in ("eq", "ne"):
                 raise unsupported(path[0])
             getter = resolve(path, "eq", var)
+            _object_ids(resource, path, [value], var)
             if op == "ne":
                 advanced_op.append("ne")
                 return lambda o: not _same(getter(o), value)
@@ -459,6 +477,7 @@ def compile_filter(text: str, resource: Resource) -> CompiledFilter:
         if kind == "in":
             getter = resolve(n[1], "eq", var)
             values = n[2]
+            _object_ids(resource, n[1], values, var)
             return lambda o: any(_same(getter(o), v) for v in values)
         if kind == "func":
             name, path, arg = n[1], n[2], n[3]

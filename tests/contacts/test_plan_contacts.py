@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from app.sync.plan_contacts import (
@@ -155,8 +157,8 @@ def test_released_phonebooks_and_contacts_are_taken_back() -> None:
     released_gone = held("z", "p1")
     current = {
         "p1": [
-            PbxContact(**{**released.__dict__, "adopt": True}),
-            PbxContact(**{**released_gone.__dict__, "adopt": True}),
+            replace(released, adopt=True),
+            replace(released_gone, adopt=True),
         ]
     }
     plan = plan_contacts(inp, books, current, set())

@@ -3,6 +3,10 @@ renames and name clashes, read-only phonebooks, visibility."""
 
 from __future__ import annotations
 
+import math
+from typing import Any
+from urllib.parse import unquote
+
 from tests.cloud import Cloud
 from tests.conftest import Api
 from tests.contacts.helpers import (
@@ -11,8 +15,10 @@ from tests.contacts.helpers import (
     codes,
     contacts_rules,
     get,
+    graph_requests,
     phonebooks,
     setup,
+    share,
     shared_mailbox,
 )
 
@@ -204,3 +210,95 @@ async def test_visibility_of_synced_phonebooks(sync_api: Api, cloud: Cloud) -> N
     add_contact(s, desk, "B", "Second")
     await s.sync(scopes=["contacts"])
     assert await sees(ann) == {"Sales Desk"} and await sees(cat) == set()
+
+
+async def test_mailbox_lookups_ride_in_the_folder_reads_batch(sync_api: Api, cloud: Cloud) -> None:
+    s, ids = await setup(sync_api, cloud, users=("ann", "bob"))
+    add_contact(s, ids["ann"], "Friend", "One")
+    share(s, ids["ann"])  # bob never shares: his folder is tried each run
+    desk = shared_mailbox(s, "Sales Desk")
+    add_contact(s, desk, "Supplier", "One")
+    closed = shared_mailbox(s, "Closed Desk", member=False)
+    temp = shared_mailbox(s, "Temp Desk")
+    chosen = (desk, closed, temp)
+    await contacts_rules(
+        s,
+        personal={"enabled": True},
+        shared={
+            "enabled": True,
+            "mode": "specific",
+            "mailboxes": [{"mailbox_id": m} for m in chosen],
+        },
+    )
+    await s.run_worker()
+    assert set(await phonebooks(s)) == {"Sales Desk", "Temp Desk"}
+
+    async def quiet_run() -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+        s.cloud.clear_requests()
+        run = await s.sync(scopes=["contacts"])
+        graph = graph_requests(s)
+        assert all(r.get("batch") or r["path"].endswith("/$batch") for r in graph)
+        posts = [r for r in graph if not r.get("batch")]
+        return run, posts, [r for r in graph if r.get("batch")]
+
+    run, posts, inside = await quiet_run()
+    assert run["contacts"] == {**run["contacts"], "created": 0, "updated": 0, "deleted": 0}
+    # The chosen mailboxes are looked up together: `/users?$filter=id in (...)`, 15 ids a request.
+    lookups = [r for r in inside if r["path"] == "/v1.0/users"]
+    assert len(lookups) == 1 and all(m in unquote(lookups[0]["query"]) for m in chosen)
+    assert "id in (" in unquote(lookups[0]["query"])
+    tried = {r["path"].split("/")[3] for r in inside if "/contact" in r["path"]}
+    assert {ids["ann"], ids["bob"], *chosen} <= tried
+    # One `$batch` post: the lookup and every folder's read, 20 sub-requests a post at most.
+    assert len(inside) == len(tried) + 1 <= 20
+    assert len(posts) == math.ceil(len(tried) / 20) == 1
+    failures = {f["source_id"]: f["code"] for f in run["failures"] if f["scope"] == "contacts"}
+    assert failures[closed] == "mailbox_access_denied"
+
+    # A chosen mailbox gone: still one post, its read ignored, reported as before.
+    s.control("DELETE", f"/users/{temp}")
+    run, posts, inside = await quiet_run()
+    assert len(posts) == 1
+    assert codes(run)["mailbox_not_found"] == {temp}
+    assert set(await phonebooks(s)) == {"Sales Desk"}
+    section = await get(s, "/api/v1/integration/contacts-sync")
+    assert {m["mailbox_id"]: m["missing"] for m in section["shared"]["mailboxes"]} == {
+        desk: False,
+        closed: False,
+        temp: True,
+    }
+
+
+async def test_a_chosen_id_graph_refuses_is_looked_up_alone(sync_api: Api, cloud: Cloud) -> None:
+    """Graph refuses a whole `id in (...)` filter when one id is not a GUID: the group is then
+    looked up one mailbox at a time, and only the malformed one is reported missing."""
+    s, _ = await setup(sync_api, cloud, users=("ann",))
+    desk = shared_mailbox(s, "Sales Desk")
+    add_contact(s, desk, "Supplier", "One")
+    await contacts_rules(
+        s,
+        personal={"enabled": False},
+        shared={
+            "enabled": True,
+            "mode": "specific",
+            "mailboxes": [{"mailbox_id": desk}, {"mailbox_id": "not-a-mailbox"}],
+        },
+    )
+    s.cloud.clear_requests()
+    run = (await s.run_worker())[-1]
+    assert set(await phonebooks(s)) == {"Sales Desk"}
+    assert codes(run)["mailbox_not_found"] == {"not-a-mailbox"}
+    lookups = [
+        r
+        for r in graph_requests(s)
+        if r["path"].startswith("/v1.0/users/") or r["path"] == "/v1.0/users"
+    ]
+    assert [(r["path"], r["status"]) for r in lookups if r["path"] == "/v1.0/users"] == [
+        ("/v1.0/users", 400)
+    ]
+    assert {
+        r["path"].removeprefix("/v1.0/users/") for r in lookups if r["path"].count("/") == 3
+    } == {
+        desk,
+        "not-a-mailbox",
+    }
