@@ -2,7 +2,8 @@
 together from another process while a 100k-user sync and a 1,000-PBX schedule burst run.
 
     .venv/bin/python bench/load.py [--users 100000] [--pbxes 1000] [--pbx-users 50]
-        [--seconds 60] [--latency-ms 100] [--processes 2] [--mix list=10,get=20,...]
+        [--seconds 60] [--latency-ms 100] [--processes 2] [--api-processes 0]
+        [--mix list=10,get=20,...]
 
 Set-up as bench/README.md describes; then, for `--seconds`, a driver process (this file with
 `--driver`) sends a paced, bounded mix to the `pbx-entra serve` processes on PostgreSQL while the
@@ -54,7 +55,7 @@ CURRENT: ContextVar[dict[str, Any]] = ContextVar("current")
 FIVE_XX = re.compile(r'^pbx_entra_http_requests_total\{.*status="5\d\d"')
 OPTIONS: dict[str, Any] = {
     "users": 100_000, "pbxes": 1000, "pbx_users": 50, "seconds": 60.0, "latency_ms": 100,
-    "processes": 2, "concurrency": 8, "setup_concurrency": 8, "manual": 100, "sso_users": 20,
+    "processes": 2, "api_processes": 0, "concurrency": 8, "setup_concurrency": 8, "manual": 100, "sso_users": 20,
     "presence_users": 200, "presence_grace": 35.0, "lead_seconds": 15, "port": 18300,
     "emulator_port": 18543,
 }  # fmt: skip
@@ -301,7 +302,7 @@ async def measure(
     args: argparse.Namespace, svc: Any, plan: dict[str, Any], ids: list[str], workdir: Path
 ) -> dict[str, Any]:
     """The window: the driver started, then the big PBX's full sync asked for; the burst fires."""
-    bases = [f"http://127.0.0.1:{args.port + i}" for i in range(args.processes)]
+    bases = [f"http://127.0.0.1:{p}" for p in _api_ports(args)]
     cfg = {**plan["driver"], "bases": bases, "key": svc.headers["Authorization"].split()[1]}
     cfg.update(pbx_id=svc.pbx["id"], demo=args.demo, seconds=args.seconds, mix=args.mix)
     (workdir / "driver.json").write_text(json.dumps({**cfg, "presence_grace": args.presence_grace}))
@@ -350,6 +351,15 @@ async def measure(
     return result
 
 
+def _api_ports(args: argparse.Namespace) -> list[int]:
+    """The processes the driver sends to: the serve processes, or with `--api-processes` the
+    API-only ones (WORKER_ENABLED and SCHEDULER_ENABLED off) started beside them."""
+    first = args.port + args.processes
+    if args.api_processes:
+        return [first + i for i in range(args.api_processes)]
+    return [args.port + i for i in range(args.processes)]
+
+
 def _stop(procs: list[Any]) -> None:
     for p in procs:
         p.terminate()
@@ -386,9 +396,13 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
             clock = (fire - timedelta(seconds=args.lead_seconds)).isoformat()
             env = {"SCHEDULE_CLOCK_START": clock}
             procs = [_serve(url, demo, p, args.concurrency, **env) for p in ports]
+            api_only = {"WORKER_ENABLED": "false", "SCHEDULER_ENABLED": "false"}
+            if args.api_processes:
+                procs += [_serve(url, demo, p, 1, **api_only) for p in _api_ports(args)]
             result = await measure(args, svc, plan, ids, workdir)
             # The service's own count of its 5xx answers, by route.
-            metrics = "\n".join(httpx.get(f"http://127.0.0.1:{p}/metrics").text for p in ports)
+            every = sorted({*ports, *_api_ports(args)})
+            metrics = "\n".join(httpx.get(f"http://127.0.0.1:{p}/metrics").text for p in every)
             result.update(
                 sizes={k: getattr(args, k) for k in OPTIONS if k not in ("port", "emulator_port")},
                 setup_s=setup_s,

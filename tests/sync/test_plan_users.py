@@ -217,7 +217,11 @@ def test_what_only_entra_can_fix_fails_first_whatever_the_pbx_holds() -> None:
     an existing extension can be associated with needs no number of its own."""
     rules = UserRules(number_mode="property", number_property="businessPhones")
     taken = ext("m", "300", managed_by="pbx", entra_id=None, email="b@contoso.com")
-    users = [user("a", number_value=None), user("b", number_value="x"), user("c", number_value="77")]
+    users = [
+        user("a", number_value=None),
+        user("b", number_value="x"),
+        user("c", number_value="77"),
+    ]
     full = run(users, [taken], rules, max_ext=1)
     assert {f.entra_id: f.code for f in full.failures} == {
         "a": "missing_required_field",
