@@ -251,8 +251,13 @@ def test_group_filters(world: World) -> None:
 def test_filter_parser_knows_the_forms() -> None:
     compiled = compile_filter("groupTypes/any(c:c eq 'Unified')", GROUP)
     assert compiled.needs_advanced is None
-    assert compile_filter("id eq 'a' or id eq 'b'", USER).ids == ["a", "b"]
-    assert compile_filter("id in ('a','b')", USER).ids == ["a", "b"]
+    a, b = "0c4e2f3a-1b2c-4d5e-8f90-a1b2c3d4e5f6", "7d1e9a2b-3c4d-4e5f-9a0b-c1d2e3f4a5b6"
+    assert compile_filter(f"id eq '{a}' or id eq '{b}'", USER).ids == [a, b]
+    assert compile_filter(f"id in ('{a}','{b}')", USER).ids == [a, b]
+    # Directory ids are GUIDs: anything else makes Graph refuse the whole filter.
+    with pytest.raises(GraphError) as refused:
+        compile_filter(f"id in ('{a}','not-an-id')", USER)
+    assert refused.value.status == 400 and "not-an-id" in refused.value.message
     assert compile_filter("not(userType eq 'Guest')", USER).needs_advanced == "not"
     with pytest.raises(GraphError):
         compile_filter("contains(displayName,'x')", USER)
