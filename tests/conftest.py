@@ -279,6 +279,9 @@ class ServedApp:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        # Connections still open (Graph's delivery client keeps its own) are not waited for; the
+        # app's lifespan still ends as in production.
+        self.server.force_exit = True
         self.server.should_exit = True
         self.thread.join(timeout=20)
 

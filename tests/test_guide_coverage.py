@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import ast
 import re
+from functools import cache
 from pathlib import Path
 
 ID = re.compile(r"(tests/[\w/]+\.py)::(\w+)")
 
 
-def _test_names(path: Path) -> set[str]:
+@cache
+def _test_names(path: Path) -> frozenset[str]:
     tree = ast.parse(path.read_text())
-    return {
+    return frozenset(
         node.name
         for node in ast.walk(tree)
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
         and node.name.startswith("test_")
-    }
+    )
 
 
 def test_every_named_test_exists(repo_root: Path) -> None:
