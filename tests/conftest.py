@@ -110,19 +110,27 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
+_RESTART_SEQUENCES = """
+DO $$ DECLARE s record; BEGIN
+  FOR s IN SELECT sequencename FROM pg_sequences WHERE schemaname = current_schema() LOOP
+    EXECUTE format('ALTER SEQUENCE %I RESTART', s.sequencename);
+  END LOOP;
+END $$;"""
+
+
 async def _truncate(engine: Any) -> None:
     """Empty every table, children first, and restart the id sequences. (DELETE of a few rows is
     far cheaper than PostgreSQL's TRUNCATE, which replaces each table's files.)"""
     tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
     async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # One round trip: the deletes and the sequences' restart in one simple query.
+            script = "".join(f"DELETE FROM {name};" for name in tables) + _RESTART_SEQUENCES
+            raw = await conn.get_raw_connection()
+            await raw.driver_connection.execute(script)
+            return
         for name in tables:
             await conn.execute(text(f"DELETE FROM {name}"))
-        if conn.dialect.name == "postgresql":
-            sequences = await conn.execute(
-                text("SELECT sequencename FROM pg_sequences WHERE schemaname = current_schema()")
-            )
-            for sequence in sequences.scalars().all():
-                await conn.execute(text(f'ALTER SEQUENCE "{sequence}" RESTART'))
 
 
 class Api:

@@ -28,7 +28,7 @@ from app.route_kinds import route_kind
 from tests.conftest import ADMIN_KEY, ServedApp, _truncate, free_port, make_settings
 from tests.untraced import untraced
 
-EXAMPLES = 4  # per operation and generation mode (and the explicit examples): about 10 s a database
+EXAMPLES = 3  # per operation and generation mode (and the explicit examples): about 8 s a database
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
