@@ -74,25 +74,6 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     return url
 
 
-# The longest tests start first: the workers share out the rest (`--dist worksteal`), so the
-# suite does not end waiting on one of them.
-LONG = (
-    "tests/hardening/test_schemathesis.py",
-    "tests/ops/test_docs_browser.py",
-    "tests/explain/test_explain_agrees.py",
-    "tests/sync/test_convergence.py",
-    "tests/reliability/",
-    "tests/replicas/",
-    "tests/ops/test_demo.py",
-    "tests/ops/test_openapi_and_cli.py",
-    "tests/presence/test_partitioning.py",
-)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    items.sort(key=lambda item: not item.nodeid.startswith(LONG))
-
-
 @pytest.fixture(autouse=True)
 def _coverage_measures_the_sqlite_pass(request: pytest.FixtureRequest) -> Iterator[None]:
     """Coverage is measured on the SQLite pass and the tests that use no database; the PostgreSQL
