@@ -40,11 +40,17 @@ async def delete_pbx(session: AsyncSession, pbx: Pbx) -> None:
 
 async def lock_seats(session: AsyncSession, pbx_id: str) -> None:
     """Hold the PBX row until the transaction ends: seat counts read after this stay true until
-    the commit, under any concurrency. PostgreSQL locks the row (SELECT ... FOR UPDATE); SQLite
-    has one writer at a time, so a no-op write takes the database's write lock now rather than
-    at the first insert (after the count)."""
+    the commit, under any concurrency. PostgreSQL locks the row FOR NO KEY UPDATE: it excludes
+    every other seat holder, but not the key-share locks with which inserts elsewhere check
+    their reference to the PBX (a webhook's events, a sign-in's state), which FOR UPDATE would
+    hold up for the whole of a large sync's apply. SQLite has one writer at a time, so a no-op
+    write takes the database's write lock now rather than at the first insert (after the
+    count)."""
     if session.get_bind().dialect.name == "postgresql":
-        await session.execute(select(Pbx.id).where(Pbx.id == pbx_id).with_for_update())
+        # key_share: FOR NO KEY UPDATE
+        await session.execute(
+            select(Pbx.id).where(Pbx.id == pbx_id).with_for_update(key_share=True)
+        )
     else:
         await session.execute(
             update(Pbx).where(Pbx.id == pbx_id).values(name=Pbx.name, updated_at=Pbx.updated_at)
