@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from app.clock import FakeClock
 from app.config import Settings
 from app.main import create_app
 from app.models import Base
+from tests.untraced import untraced
 
 ADMIN_KEY = "test-operator-key-0123456789"
 SECRET_KEY = "test-secret-key-for-encryption-at-rest"
@@ -81,17 +81,11 @@ def _coverage_measures_the_sqlite_pass(request: pytest.FixtureRequest) -> Iterat
     runs count as not covered."""
     callspec = getattr(request.node, "callspec", None)
     on_postgres = callspec is not None and callspec.params.get("database_url") == "postgresql"
-    tracer, thread_tracer = sys.gettrace(), threading.gettrace()
-    if not on_postgres or tracer is None:
+    if not on_postgres or sys.gettrace() is None:
         yield
         return
-    sys.settrace(None)
-    threading.settrace(None)  # type: ignore[arg-type]
-    try:
+    with untraced(threads=True):
         yield
-    finally:
-        threading.settrace(thread_tracer)
-        sys.settrace(tracer)
 
 
 def make_settings(database_url: str, **overrides: Any) -> Settings:
