@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -84,57 +85,79 @@ async def _purge(runtime: Runtime) -> int:
         return await runs_queue.purge(session)
 
 
+@dataclass(frozen=True)
+class Launch:
+    """What an app's next start runs with: settings (None: read from the environment then) and
+    the clock (None: the system's)."""
+
+    settings: Settings | None = None
+    clock: Clock | None = None
+
+
+def configure(
+    app: FastAPI, settings: Settings | None = None, *, clock: Clock | None = None
+) -> None:
+    """Set what `app` runs with from its next start. An app stopped and configured again starts
+    anew (nothing of its last run is kept), and keeps its route table, which is built on its
+    first request."""
+    app.state.launch = Launch(settings, clock)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    launch: Launch = app.state.launch
+    cfg = launch.settings or get_settings()
+    logs.configure(cfg.log_level)
+    engine = create_engine(cfg.database_url)
+    app.state.settings = cfg
+    app.state.engine = engine
+    app.state.sessionmaker = sessionmaker(engine)
+    app.state.runtime = Runtime.create(cfg, app.state.sessionmaker, launch.clock)
+    # Caches of an earlier run of this app (its HTTP client is closed) are not carried over.
+    app.state.sso_signing_keys = None
+    app.state.inbox = Inbox(app.state.sessionmaker, app.state.runtime.clock)
+    # Presence first: it deletes its own subscription before the others are removed.
+    presence_lifecycle.install(app.state.runtime)
+    notifications_lifecycle.install(app.state.runtime)
+    app.state.worker = Worker(
+        app.state.runtime,
+        lease_seconds=cfg.worker_lease_seconds,
+        poll_seconds=cfg.worker_poll_seconds,
+        concurrency=cfg.worker_concurrency,
+        on_claim=[notifications_lifecycle.run_claimed],
+    )
+    app.state.presence = PresenceLoop(app.state.runtime)
+    app.state.supervisor = supervisor(app.state.runtime, app.state.worker, app.state.presence)
+    if cfg.pbx_api_key is not None:
+        async with session_scope(app.state.sessionmaker) as session:
+            created = await tenants_service.bootstrap_default(
+                session, cfg.pbx_api_key.get_secret_value()
+            )
+            if created is not None:
+                log.info("created the default PBX from PBX_API_KEY")
+    if cfg.worker_enabled:
+        app.state.supervisor.start()
+    app.state.timers = ScheduleTimers(
+        app.state.runtime,
+        poll_seconds=cfg.schedule_poll_seconds,
+        on_fire=app.state.worker.wake,
+        clock_start=cfg.schedule_clock_start,
+    )
+    if cfg.scheduler_enabled:
+        app.state.timers.start()
+    log.info("pbx-entra started")
+    try:
+        yield
+    finally:
+        await app.state.timers.stop()
+        await app.state.supervisor.stop()
+        await app.state.presence.release()
+        await app.state.runtime.close()
+        await engine.dispose()
+
+
 def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> FastAPI:
     """The service; `clock` replaces the system clocks (tests pass a FakeClock)."""
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        cfg = settings or get_settings()
-        logs.configure(cfg.log_level)
-        engine = create_engine(cfg.database_url)
-        app.state.settings = cfg
-        app.state.engine = engine
-        app.state.sessionmaker = sessionmaker(engine)
-        app.state.runtime = Runtime.create(cfg, app.state.sessionmaker, clock)
-        app.state.inbox = Inbox(app.state.sessionmaker, app.state.runtime.clock)
-        # Presence first: it deletes its own subscription before the others are removed.
-        presence_lifecycle.install(app.state.runtime)
-        notifications_lifecycle.install(app.state.runtime)
-        app.state.worker = Worker(
-            app.state.runtime,
-            lease_seconds=cfg.worker_lease_seconds,
-            poll_seconds=cfg.worker_poll_seconds,
-            concurrency=cfg.worker_concurrency,
-            on_claim=[notifications_lifecycle.run_claimed],
-        )
-        app.state.presence = PresenceLoop(app.state.runtime)
-        app.state.supervisor = supervisor(app.state.runtime, app.state.worker, app.state.presence)
-        if cfg.pbx_api_key is not None:
-            async with session_scope(app.state.sessionmaker) as session:
-                created = await tenants_service.bootstrap_default(
-                    session, cfg.pbx_api_key.get_secret_value()
-                )
-                if created is not None:
-                    log.info("created the default PBX from PBX_API_KEY")
-        if cfg.worker_enabled:
-            app.state.supervisor.start()
-        app.state.timers = ScheduleTimers(
-            app.state.runtime,
-            poll_seconds=cfg.schedule_poll_seconds,
-            on_fire=app.state.worker.wake,
-            clock_start=cfg.schedule_clock_start,
-        )
-        if cfg.scheduler_enabled:
-            app.state.timers.start()
-        log.info("pbx-entra started")
-        try:
-            yield
-        finally:
-            await app.state.timers.stop()
-            await app.state.supervisor.stop()
-            await app.state.presence.release()
-            await app.state.runtime.close()
-            await engine.dispose()
 
     # The docs pages are the service's own (app/docs.py), never FastAPI's CDN-loading defaults.
     app = FastAPI(
@@ -160,6 +183,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.include_router(subscriptions_router)
     app.include_router(webhooks_router)
     errors.document(app)
+    configure(app, settings, clock=clock)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

@@ -11,9 +11,10 @@ import httpx
 import pytest
 
 from app import migrate
+from app.clock import FakeClock
 from app.config import Settings
 from app.logs import JsonFormatter, redact
-from app.main import create_app
+from app.main import configure, create_app
 from tests.conftest import SECRET_KEY, Api
 
 
@@ -61,6 +62,32 @@ async def test_readyz_unavailable_when_database_unreachable() -> None:
     finally:
         await client.aclose()
         await ctx.__aexit__(None, None, None)
+
+
+async def test_a_stopped_app_configured_again_starts_anew(
+    tmp_path: Path, database_url: str
+) -> None:
+    """An app is started again with what it was configured with last, keeping nothing of its
+    earlier run but its route table."""
+    migrated = database_url
+    app = create_app(
+        Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/empty.db", secret_key=SECRET_KEY)
+    )
+    for url, status in ((f"sqlite+aiosqlite:///{tmp_path}/empty.db", 503), (migrated, 200)):
+        clock = FakeClock()
+        configure(app, Settings(database_url=url, secret_key=SECRET_KEY), clock=clock)
+        ctx = app.router.lifespan_context(app)
+        await ctx.__aenter__()
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+        try:
+            assert app.state.settings.database_url == url
+            assert app.state.runtime.clock is clock
+            assert app.state.sso_signing_keys is None
+            assert (await client.get("/readyz")).status_code == status
+            app.state.sso_signing_keys = "made during this run"
+        finally:
+            await client.aclose()
+            await ctx.__aexit__(None, None, None)
 
 
 async def test_metrics_count_requests_by_route_template(api: Api) -> None:
