@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -141,10 +142,23 @@ def _new_key() -> SigningKey:
     return SigningKey(kid=kid, private_key=private_key)
 
 
+_common_keys: list[SigningKey] = []
+_common_lock = threading.Lock()
+
+
+def _common_key() -> SigningKey:
+    """The cloud's signing key, shared by every tenant as Entra's are (made on first use)."""
+    with _common_lock:
+        if not _common_keys:
+            _common_keys.append(_new_key())
+        return _common_keys[0]
+
+
 def signing_key(tenant: Tenant) -> SigningKey:
-    """The tenant's current signing key (made on first use)."""
+    """The tenant's current signing key: the cloud's common key until the tenant's keys are
+    rotated, then a key of its own."""
     if not tenant.signing_keys:
-        tenant.signing_keys.insert(0, _new_key())
+        tenant.signing_keys.insert(0, _common_key())
     return tenant.signing_keys[0]
 
 

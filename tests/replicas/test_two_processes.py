@@ -73,14 +73,16 @@ class Replica:
         deadline = (
             time.monotonic() + 120
         )  # a bound on a cold start (under coverage) on a busy machine
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, "a replica exited at start"
-            try:
-                if httpx.get(f"{self.base}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
+        # One client for the polling: each new one loads the CA bundle again.
+        with httpx.Client(timeout=1) as client:
+            while time.monotonic() < deadline:
+                assert self.proc.poll() is None, "a replica exited at start"
+                try:
+                    if client.get(f"{self.base}/readyz").status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.1)
         raise AssertionError("a replica did not become ready")
 
     def stop(self) -> None:
