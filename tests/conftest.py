@@ -14,7 +14,6 @@ import asyncpg
 import httpx
 import hypothesis
 import pytest
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from app import migrate
@@ -115,16 +114,45 @@ END $$;"""
 async def _truncate(engine: Any) -> None:
     """Empty every table, children first, and restart the id sequences. (DELETE of a few rows is
     far cheaper than PostgreSQL's TRUNCATE, which replaces each table's files.)"""
-    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    deletes = "".join(f"DELETE FROM {t.name};" for t in reversed(Base.metadata.sorted_tables))
     async with engine.begin() as conn:
+        # One round trip: the deletes (and on PostgreSQL the sequences' restart) as one script.
+        raw = (await conn.get_raw_connection()).driver_connection
         if conn.dialect.name == "postgresql":
-            # One round trip: the deletes and the sequences' restart in one simple query.
-            script = "".join(f"DELETE FROM {name};" for name in tables) + _RESTART_SEQUENCES
-            raw = await conn.get_raw_connection()
-            await raw.driver_connection.execute(script)
-            return
-        for name in tables:
-            await conn.execute(text(f"DELETE FROM {name}"))
+            await raw.execute(deletes + _RESTART_SEQUENCES)
+        else:
+            await raw.executescript(deletes)
+
+
+_CLEANING_ENGINES: dict[str, tuple[asyncio.AbstractEventLoop, Any]] = {}
+_SESSION_LOOP: list[asyncio.AbstractEventLoop | None] = [None]
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def _cleaning_engines_closed() -> AsyncIterator[None]:
+    _SESSION_LOOP[0] = asyncio.get_running_loop()
+    yield
+    for _, engine in _CLEANING_ENGINES.values():
+        await engine.dispose()
+
+
+async def clean_database(database_url: str) -> None:
+    """Empty the test database before a test: one engine per database on the tests' event loop,
+    a passing one on another loop."""
+    from app.db import create_engine
+
+    loop = asyncio.get_running_loop()
+    if database_url not in _CLEANING_ENGINES and loop is _SESSION_LOOP[0]:
+        _CLEANING_ENGINES[database_url] = (loop, create_engine(database_url))
+    kept = _CLEANING_ENGINES.get(database_url)
+    if kept is not None and kept[0] is loop:
+        await _truncate(kept[1])
+        return
+    engine = create_engine(database_url)
+    try:
+        await _truncate(engine)
+    finally:
+        await engine.dispose()
 
 
 class Api:
@@ -182,11 +210,7 @@ _STOPPED_APPS: list[Any] = []
 
 @pytest.fixture
 async def api(app_factory: Any, database_url: str) -> Api:
-    from app.db import create_engine
-
-    engine = create_engine(database_url)
-    await _truncate(engine)
-    await engine.dispose()
+    await clean_database(database_url)
     result: Api = await app_factory()
     return result
 
@@ -211,11 +235,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 @pytest.fixture
 async def cloud_api(app_factory: Any, database_url: str, cloud: Any) -> Api:
     """The service, on a clean database, wired to the emulated cloud."""
-    from app.db import create_engine
-
-    engine = create_engine(database_url)
-    await _truncate(engine)
-    await engine.dispose()
+    await clean_database(database_url)
     result: Api = await app_factory(**cloud.settings())
     return result
 
@@ -223,11 +243,7 @@ async def cloud_api(app_factory: Any, database_url: str, cloud: Any) -> Api:
 @pytest.fixture
 async def sync_api(app_factory: Any, database_url: str, cloud: Any) -> Api:
     """The service wired to the emulated cloud, with its worker driven by the test."""
-    from app.db import create_engine
-
-    engine = create_engine(database_url)
-    await _truncate(engine)
-    await engine.dispose()
+    await clean_database(database_url)
     result: Api = await app_factory(worker_enabled=False, **cloud.settings())
     return result
 

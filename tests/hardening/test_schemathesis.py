@@ -22,10 +22,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from app.db import create_engine
 from app.main import create_app
 from app.route_kinds import route_kind
-from tests.conftest import ADMIN_KEY, ServedApp, _truncate, free_port, make_settings
+from tests.conftest import ADMIN_KEY, ServedApp, clean_database, free_port, make_settings
 from tests.untraced import untraced
 
 EXAMPLES = 3  # per operation and generation mode (and the explicit examples): about 8 s a database
@@ -38,9 +37,7 @@ CHECKS = [
 
 
 async def _clean(database_url: str) -> None:
-    engine = create_engine(database_url)
-    await _truncate(engine)
-    await engine.dispose()
+    await clean_database(database_url)
 
 
 @pytest.fixture

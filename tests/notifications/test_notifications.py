@@ -65,12 +65,9 @@ async def served(
     clock: FakeClock,
 ) -> AsyncIterator[Served]:
     """Small change triggers (3 events, 600 s) unless parametrised with "defaults"."""
-    from app.db import create_engine
-    from tests.conftest import _truncate
+    from tests.conftest import clean_database
 
-    engine = create_engine(database_url)
-    await _truncate(engine)
-    await engine.dispose()
+    await clean_database(database_url)
     port = free_port()
     public = f"https://127.0.0.1:{port}"
     triggers = (

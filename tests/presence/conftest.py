@@ -13,10 +13,9 @@ from typing import Any
 import pytest
 
 from app.config import Settings
-from app.db import create_engine
 from app.main import create_app
 from tests.cloud import Cloud, EntraTenant, connect
-from tests.conftest import SECRET_KEY, Api, ServedApp, _truncate, free_port
+from tests.conftest import SECRET_KEY, Api, ServedApp, clean_database, free_port
 from tests.presence.helpers import PresenceWorld
 from tests.sync.helpers import Scenario, scenario
 
@@ -30,9 +29,7 @@ async def world(sync_api: Api, cloud: Cloud) -> PresenceWorld:
 async def served_world(
     app_factory: Any, database_url: str, cloud: Cloud, tls: dict[str, str], users: int
 ) -> AsyncIterator[PresenceWorld]:
-    engine = create_engine(database_url)
-    await _truncate(engine)
-    await engine.dispose()
+    await clean_database(database_url)
     port = free_port()
     public = f"https://127.0.0.1:{port}"
     overrides = dict(public_base_url=public, **cloud.settings())

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from app.db import create_engine, session_scope, sessionmaker
 from app.directory.models import Extension, ExtensionGroup, ExtensionGroupMember, Phonebook
 from app.main import create_app
-from tests.conftest import ADMIN_KEY, ServedApp, _truncate, free_port, make_settings
+from tests.conftest import ADMIN_KEY, ServedApp, clean_database, free_port, make_settings
 
 CONCURRENCY = 20
 
@@ -69,9 +69,7 @@ class Server:
 
 @pytest.fixture
 async def server(database_url: str) -> AsyncIterator[Server]:
-    engine = create_engine(database_url)
-    await _truncate(engine)
-    await engine.dispose()
+    await clean_database(database_url)
     app = create_app(make_settings(database_url, worker_enabled=False))
     with ServedApp(app, free_port()) as served:
         s = Server(served.base_url, database_url)

@@ -282,11 +282,9 @@ async def test_the_emulator_killed_mid_fetch_fails_the_run_and_deletes_nothing(
     from app.main import create_app
     from emulator.faults import clear_faults
     from emulator.testing import run_emulator
-    from tests.conftest import _truncate, make_settings
+    from tests.conftest import clean_database, make_settings
 
-    engine = create_engine(database_url)
-    await _truncate(engine)
-    await engine.dispose()
+    await clean_database(database_url)
     # A cloud of this test's own, so that killing it leaves the shared one alone.
     first = run_emulator(tmp_path)
     emulator = first.__enter__()

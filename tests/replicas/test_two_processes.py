@@ -107,11 +107,9 @@ def database_url(postgres_url: str) -> str:
 async def api(database_url: str, cloud: Cloud, clock: FakeClock) -> AsyncIterator[Api]:
     """The service in the test's own loop, without a worker: the replicas do the work."""
     from app.main import create_app
-    from tests.conftest import _truncate, make_settings
+    from tests.conftest import clean_database, make_settings
 
-    engine = create_engine(database_url)
-    await _truncate(engine)
-    await engine.dispose()
+    await clean_database(database_url)
     settings = make_settings(database_url, worker_enabled=False, **cloud.settings())
     app = create_app(settings, clock=clock)
     async with (

@@ -183,12 +183,9 @@ async def test_progress_events_stream_until_the_run_ends(sync_api: Api, cloud: C
 async def test_welcome_emails_sent_once_after_commit(
     app_factory: Any, cloud: Cloud, database_url: str
 ) -> None:
-    from app.db import create_engine
-    from tests.conftest import _truncate
+    from tests.conftest import clean_database
 
-    engine = create_engine(database_url)
-    await _truncate(engine)
-    await engine.dispose()
+    await clean_database(database_url)
     received: list[Any] = []
 
     class Inbox(Message):
@@ -263,13 +260,10 @@ async def test_welcome_email_resend_rules(cloud_api: Api) -> None:
 async def test_unreachable_mail_server_marks_the_email_failed_after_retries(
     app_factory: Any, cloud: Cloud, database_url: str
 ) -> None:
-    from app.db import create_engine
     from app.runs.outbox import send_pending
-    from tests.conftest import _truncate, free_port
+    from tests.conftest import clean_database, free_port
 
-    engine = create_engine(database_url)
-    await _truncate(engine)
-    await engine.dispose()
+    await clean_database(database_url)
     api = await app_factory(
         worker_enabled=False, smtp_url=f"smtp://127.0.0.1:{free_port()}", **cloud.settings()
     )
