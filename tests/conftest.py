@@ -21,7 +21,7 @@ from app.clock import FakeClock
 from app.config import Settings
 from app.main import configure, create_app
 from app.models import Base
-from tests.untraced import untraced
+from tests.untraced import sqlite_threads_untraced, untraced
 
 ADMIN_KEY = "test-operator-key-0123456789"
 SECRET_KEY = "test-secret-key-for-encryption-at-rest"
@@ -71,6 +71,11 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         url = request.getfixturevalue("postgres_url")
     migrate.upgrade(url)
     return url
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _sqlite_threads_untraced() -> None:
+    sqlite_threads_untraced()
 
 
 @pytest.fixture(autouse=True)

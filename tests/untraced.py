@@ -8,6 +8,8 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import FrameType
+from typing import Any
 
 
 @contextmanager
@@ -24,3 +26,22 @@ def untraced(*, threads: bool = False) -> Iterator[None]:
         if threads:
             threading.settrace(thread_tracer)
         sys.settrace(tracer)
+
+
+def sqlite_threads_untraced() -> None:
+    """Start aiosqlite's connection threads without coverage's tracer. They run no code of the
+    service (SQLite's calls only), and a traced thread holds greenlet state (coverage follows
+    greenlets), which greenlet destroys from the main thread when the thread ends: thousands of
+    short-lived threads paid for that, and a worker once spun there for good."""
+    install = threading.gettrace()
+    if install is None:
+        return
+
+    def hook(frame: FrameType, event: str, arg: Any) -> Any:
+        sys.settrace(None)
+        target = getattr(threading.current_thread(), "_target", None)
+        if getattr(target, "__module__", None) == "aiosqlite.core":
+            return None
+        return install(frame, event, arg)
+
+    threading.settrace(hook)
