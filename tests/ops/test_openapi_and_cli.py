@@ -14,6 +14,7 @@ from app import migrate
 from app.cli import cli
 from app.config import Settings
 from app.main import create_app
+from tests.cli import Ran
 
 
 def test_committed_openapi_matches_the_app(repo_root: Path) -> None:
@@ -30,16 +31,13 @@ def test_openapi_command_prints_the_document() -> None:
     assert "/api/v1/extensions" in doc["paths"] and doc["info"]["title"] == "pbx-entra"
 
 
-def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "SECRET_KEY", "DEMO"}}
-    return subprocess.run(
-        [sys.executable, "-m", "app", *args],
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+def _run(env: dict[str, str], *args: str) -> Ran:
+    """The command run in this process, with only `env` of the service's settings set."""
+    unset: dict[str, str | None] = dict.fromkeys(("DATABASE_URL", "SECRET_KEY", "DEMO"))
+    result = CliRunner().invoke(cli, list(args), env={**unset, **env})
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return Ran(result.exit_code, result.stdout, result.stderr)
 
 
 def test_missing_secret_key_is_one_clear_line() -> None:
