@@ -148,7 +148,10 @@ async def _connect_all(
     return ids
 
 
-def _serve(url: str, demo: dict[str, Any], port: int, concurrency: int, **env: str) -> Any:
+def _serve(
+    url: str, demo: dict[str, Any], port: int, concurrency: int, nice: int = 0, **env: str
+) -> Any:
+    """A `pbx-entra serve` process; `nice` lowers its CPU priority (as `nice -n` would)."""
     environment = {
         **os.environ,
         "DATABASE_URL": url,
@@ -164,8 +167,9 @@ def _serve(url: str, demo: dict[str, Any], port: int, concurrency: int, **env: s
         "CHANGE_DELAY_SECONDS": "86400",
         **env,
     }
+    command = [sys.executable, "-m", "app", "serve", "--port", str(port), "--no-migrate"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve", "--port", str(port), "--no-migrate"],
+        ["nice", "-n", str(nice), *command] if nice else command,
         env=environment,
         cwd=ROOT,
         stderr=subprocess.DEVNULL,
