@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any
@@ -45,3 +46,16 @@ def sqlite_threads_untraced() -> None:
         return install(frame, event, arg)
 
     threading.settrace(hook)
+
+
+def traced_executor() -> ThreadPoolExecutor | None:
+    """A pool for `asyncio.to_thread` whose threads coverage always measures. The loop's default
+    pool starts its threads when first needed and keeps them: one started during an untraced test
+    (the PostgreSQL pass) would leave what later tests run there (MSAL's calls, the planners, the
+    command line) unmeasured, so the figure would depend on the order the tests ran in."""
+    install = threading.gettrace()
+    if install is None:
+        return None
+    return ThreadPoolExecutor(
+        thread_name_prefix="traced", initializer=sys.settrace, initargs=(install,)
+    )
