@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -322,7 +322,13 @@ def graph_request_from(request: Request, body: bytes) -> GraphRequest:
 
 
 async def endpoint(request: Request) -> Response:
-    graph_request = graph_request_from(request, await request.body())
+    try:
+        body = await request.body()
+    except ClientDisconnect:
+        # The caller went away before its body arrived (it gave up, or its process stopped):
+        # there is nobody to answer, and nothing happened.
+        return Response(status_code=499)
+    graph_request = graph_request_from(request, body)
     result = await dispatch(graph_request)
     return to_starlette(result, graph_request)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import ssl
@@ -69,6 +70,42 @@ def test_https_only(tmp_path: Path) -> None:
             httpx.get(f"{plain}/_emulator/health", timeout=5)
         with pytest.raises(httpx.ConnectError):  # and its certificate is not publicly trusted
             httpx.get(f"{emu.base_url}/_emulator/health", timeout=5)
+
+
+class _Errors(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_a_caller_gone_before_its_body_arrived_is_not_an_error(tmp_path: Path) -> None:
+    """A client that gives up (or stops) midway through sending a body: nobody to answer, nothing
+    logged as the emulator's failure, and the next caller is served."""
+    errors = _Errors()
+    uvicorn_errors = logging.getLogger("uvicorn.error")
+    try:
+        with run_emulator(tmp_path) as emu:
+            # After the start: uvicorn's logging set-up replaces the handlers it configures.
+            uvicorn_errors.addHandler(errors)
+            host, port = emu.base_url.removeprefix("https://").split(":")
+            head = (
+                f"POST /v1.0/$batch HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+            )
+            with (
+                socket.create_connection((host, int(port))) as raw,
+                emu.ssl_context.wrap_socket(raw, server_hostname=host) as tls,
+            ):
+                tls.sendall(head.encode() + b'{"requests": [')
+            with emu.client() as client:
+                assert client.get("/_emulator/health").status_code == 200
+        # The emulator has stopped: the abandoned request was handled by then.
+    finally:
+        uvicorn_errors.removeHandler(errors)
+    assert errors.messages == []
 
 
 def test_serves_ipv6_loopback(tmp_path: Path) -> None:
