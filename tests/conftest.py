@@ -215,7 +215,7 @@ async def app_factory(database_url: str, clock: FakeClock) -> AsyncIterator[Any]
 
     async def start(**overrides: Any) -> Api:
         settings = make_settings(database_url, **overrides)
-        app = _STOPPED_APPS.pop() if _STOPPED_APPS else create_app(settings, clock=clock)
+        app = _STOPPED_APPS.pop() if _STOPPED_APPS else create_app()
         configure(app, settings, clock=clock)
         ctx = app.router.lifespan_context(app)
         await ctx.__aenter__()
